@@ -1,0 +1,162 @@
+"""The multi-modality video codec: four conditional codecs for one coding direction.
+
+The *reference* modality (RGB for ``thermal_given_rgb``) is coded first; the *dependent* one is
+coded with the decoded reference as context. Key frames use no temporal context; predicted frames
+use the same modality's previous decoded frame (and, for the dependent modality, the same-time
+decoded reference too).
+
+All tensors here are float images in [0, 1], already padded to a multiple of :data:`PAD`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models.base import get_scale_table
+
+from .layers import ChannelAlignment, FeatureExtractor, resize_to
+from .models import ConditionalCodec
+
+PAD = 64  # images are padded to a multiple of this (g_a: /16, h_a: /4)
+
+DIRECTIONS = {
+    # direction: (reference modality, dependent modality)
+    "thermal_given_rgb": ("rgb", "thermal"),
+    "rgb_given_thermal": ("thermal", "rgb"),
+}
+CHANNELS = {"rgb": 3, "thermal": 1}
+
+
+@dataclass
+class ModelConfig:
+    direction: str = "thermal_given_rgb"
+    N: int = 64
+    M: int = 96
+    ctx: int = 16        # channels of temporal / cross-modal context features
+    align: int = 64      # channels of the channel-wise alignment (64 gammas + 64 betas)
+    levels: int = 6
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Decoded:
+    """Decoded (padded) frames of one pair; the temporal context of the next pair."""
+
+    ref: torch.Tensor
+    dep: torch.Tensor
+
+
+class MultiModalCodec(nn.Module):
+    def __init__(self, cfg: ModelConfig | None = None):
+        super().__init__()
+        cfg = cfg or ModelConfig()
+        if cfg.direction not in DIRECTIONS:
+            raise ValueError(f"unknown direction {cfg.direction!r}; use one of {sorted(DIRECTIONS)}")
+        self.cfg = cfg
+        self.ref_name, self.dep_name = DIRECTIONS[cfg.direction]
+        rc, dc = CHANNELS[self.ref_name], CHANNELS[self.dep_name]
+        N, M, C, A, L = cfg.N, cfg.M, cfg.ctx, cfg.align, cfg.levels
+        # key frames
+        self.ref_intra = ConditionalCodec(rc, N, M, levels=L)
+        self.align_ref = FeatureExtractor(rc, A, deep=False)
+        self.align_cur = FeatureExtractor(dc, A, deep=False)
+        self.align = ChannelAlignment(A)
+        self.align_coder = EntropyBottleneck(2 * A)
+        self.dep_intra = ConditionalCodec(dc, N, M, ctx_ch=A, levels=L, cross=True)
+        # predicted frames
+        self.ref_temporal = FeatureExtractor(rc, C)
+        self.ref_inter = ConditionalCodec(rc, N, M, ctx_ch=C, levels=L, residual=True)
+        self.dep_temporal = FeatureExtractor(dc, C)
+        self.dep_cross = FeatureExtractor(rc, C)
+        self.dep_inter = ConditionalCodec(dc, N, M, ctx_ch=2 * C, levels=L, residual=True)
+
+    @property
+    def levels(self) -> int:
+        return self.cfg.levels
+
+    # -- contexts (shared by training, compress and decompress) -----------------------------
+    def _ref_feature(self, ref_hat, dep_size):
+        return self.align_ref(resize_to(ref_hat, dep_size))
+
+    def _dep_inter_ctx(self, dep_prev, ref_hat):
+        cross = self.dep_cross(resize_to(ref_hat, dep_prev.shape[-2:]))
+        return torch.cat([self.dep_temporal(dep_prev), cross], dim=1)
+
+    # -- training ---------------------------------------------------------------------------
+    def forward_key(self, ref, dep, level):
+        r = self.ref_intra(ref, level)
+        f_ref = self._ref_feature(r["x_hat"], dep.shape[-2:])
+        coef = self.align.coefficients(f_ref, self.align_cur(dep))
+        coef_hat, coef_lik = self.align_coder(coef)
+        aligned = self.align.align_features(f_ref, coef_hat)
+        d = self.dep_intra(dep, level, ctx=aligned, ref_stages=r["stages"])
+        return {
+            "ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
+            "likelihoods": {"ref": r["likelihoods"], "dep": {**d["likelihoods"], "align": coef_lik}},
+        }
+
+    def forward_predicted(self, ref, dep, prev: Decoded, level):
+        r = self.ref_inter(ref, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
+        ctx = self._dep_inter_ctx(prev.dep, r["x_hat"])
+        d = self.dep_inter(dep, level, ctx=ctx, base=prev.dep)
+        return {
+            "ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
+            "likelihoods": {"ref": r["likelihoods"], "dep": d["likelihoods"]},
+        }
+
+    # -- real bitstreams --------------------------------------------------------------------
+    def compress_key(self, ref, dep, level):
+        """Returns (sections, Decoded). Sections: ref y, ref z, alignment, dep y, dep z."""
+        r_str, ref_hat, stages = self.ref_intra.compress(ref, level)
+        ref_hat = ref_hat.clamp(0, 1)
+        f_ref = self._ref_feature(ref_hat, dep.shape[-2:])
+        coef = self.align.coefficients(f_ref, self.align_cur(dep))
+        a_str = self.align_coder.compress(coef)
+        coef_hat = self.align_coder.decompress(a_str, coef.shape[-2:])
+        aligned = self.align.align_features(f_ref, coef_hat)
+        d_str, dep_hat, _ = self.dep_intra.compress(dep, level, ctx=aligned, ref_stages=stages)
+        return [*r_str, a_str[0], *d_str], Decoded(ref_hat, dep_hat.clamp(0, 1))
+
+    def decompress_key(self, sections, ref_size, dep_size, level):
+        r_str, a_str, d_str = sections[0:2], sections[2], sections[3:5]
+        ref_hat, stages = self.ref_intra.decompress(r_str, ref_size, level)
+        ref_hat = ref_hat.clamp(0, 1)
+        f_ref = self._ref_feature(ref_hat, dep_size)
+        coef_hat = self.align_coder.decompress([a_str], (1, 1))
+        aligned = self.align.align_features(f_ref, coef_hat)
+        dep_hat, _ = self.dep_intra.decompress(d_str, dep_size, level, ctx=aligned, ref_stages=stages)
+        return Decoded(ref_hat, dep_hat.clamp(0, 1))
+
+    def compress_predicted(self, ref, dep, prev: Decoded, level):
+        """Returns (sections, Decoded). Sections: ref y, ref z, dep y, dep z."""
+        r_str, ref_hat, _ = self.ref_inter.compress(
+            ref, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
+        ref_hat = ref_hat.clamp(0, 1)
+        d_str, dep_hat, _ = self.dep_inter.compress(
+            dep, level, ctx=self._dep_inter_ctx(prev.dep, ref_hat), base=prev.dep)
+        return [*r_str, *d_str], Decoded(ref_hat, dep_hat.clamp(0, 1))
+
+    def decompress_predicted(self, sections, ref_size, dep_size, prev: Decoded, level):
+        ref_hat, _ = self.ref_inter.decompress(
+            sections[0:2], ref_size, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
+        ref_hat = ref_hat.clamp(0, 1)
+        dep_hat, _ = self.dep_inter.decompress(
+            sections[2:4], dep_size, level, ctx=self._dep_inter_ctx(prev.dep, ref_hat), base=prev.dep)
+        return Decoded(ref_hat, dep_hat.clamp(0, 1))
+
+    def update(self, force: bool = True) -> None:
+        """Builds the CDF tables of every entropy model (after training or loading weights)."""
+        for m in self.modules():
+            if isinstance(m, EntropyBottleneck):
+                m.update(force=force)
+        for m in self.modules():
+            if isinstance(m, GaussianConditional):
+                m.update_scale_table(get_scale_table(), force=force)
+
+    def aux_loss(self) -> torch.Tensor:
+        return sum(m.loss() for m in self.modules() if isinstance(m, EntropyBottleneck))

@@ -1,0 +1,165 @@
+"""Training data: RGB + thermal pairs and sequences held in memory as uint8, random crops.
+
+Layouts understood (all with matching file names between the two modalities):
+
+* pair folders: ``<root>/{rgb,thermal}/*`` (RoadScene); also ``{vi,ir}``, ``{visible,infrared}``
+  (LLVIP: ``visible/train``, ``infrared/train``; MSRS: ``train/{vi,ir}``), FLIR ADAS aligned
+  (``JPEGImages`` with ``*_RGB.jpg`` / ``*_PreviewData.jpeg``) and KAIST (``visible/``, ``lwir/``).
+* frame-sequence folders: ``<root>/<seq>/{rgb,thermal}/NNNN.png`` (M3SVD sequences);
+* paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..io.frames import FrameSourceError, IMAGE_EXTS, iter_video, read_rgb, read_thermal
+
+PAIR_DIRS = [("rgb", "thermal"), ("vi", "ir"), ("visible", "infrared"), ("visible", "lwir")]
+
+
+@dataclass
+class Sequence:
+    """Consecutive frames of one recording: rgb (T,H,W,3) and thermal (T,H,W) uint8."""
+
+    name: str
+    rgb: np.ndarray
+    thermal: np.ndarray
+
+
+@dataclass
+class TrainingSet:
+    stills: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    sequences: list[Sequence] = field(default_factory=list)
+
+    def describe(self) -> str:
+        frames = sum(len(s.rgb) for s in self.sequences)
+        return f"{len(self.stills)} still pairs, {len(self.sequences)} sequences ({frames} frames)"
+
+
+def _match(rgb_dir: Path, th_dir: Path) -> list[tuple[Path, Path]]:
+    th = {p.stem: p for p in th_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    return [(p, th[p.stem]) for p in sorted(rgb_dir.iterdir())
+            if p.suffix.lower() in IMAGE_EXTS and p.stem in th]
+
+
+def find_pair_dirs(root: Path) -> list[tuple[Path, Path]]:
+    """Pair folders under ``root`` (itself, ``train/`` subfolders, FLIR/KAIST style names)."""
+    out = []
+    for base in (root, root / "train"):
+        for a, b in PAIR_DIRS:
+            ra, rb = base / a, base / b
+            if ra.is_dir() and rb.is_dir():
+                if (ra / "train").is_dir() and (rb / "train").is_dir():
+                    ra, rb = ra / "train", rb / "train"
+                out.append((ra, rb))
+    return out
+
+
+def _fit(rgb: np.ndarray, th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crops both to their common size (registered pairs may differ by a pixel or two)."""
+    h, w = min(rgb.shape[0], th.shape[0]), min(rgb.shape[1], th.shape[1])
+    return np.ascontiguousarray(rgb[:h, :w]), np.ascontiguousarray(th[:h, :w])
+
+
+def _to8(th: np.ndarray) -> np.ndarray:
+    if th.dtype == np.uint8:
+        return th
+    lo, hi = np.percentile(th, (0.5, 99.5))
+    return np.clip((th.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+
+
+def load_stills(root: Path, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    pairs = []
+    for rd, td in find_pair_dirs(root):
+        pairs += _match(rd, td)
+    if limit:
+        pairs = pairs[:limit]
+    return [_fit(read_rgb(a), _to8(read_thermal(b))) for a, b in tqdm(pairs, desc=f"stills {root.name}", leave=False)]
+
+
+def load_frame_sequences(root: Path, limit: int | None = None) -> list[Sequence]:
+    seqs = []
+    for d in sorted(p for p in root.iterdir() if (p / "rgb").is_dir() and (p / "thermal").is_dir()):
+        pairs = _match(d / "rgb", d / "thermal")[:limit]
+        fr = [_fit(read_rgb(a), _to8(read_thermal(b))) for a, b in pairs]
+        seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr])))
+    return seqs
+
+
+def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1) -> list[Sequence]:
+    seqs = []
+    clips = sorted(p for p in root.iterdir() if (p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file())
+    for d in tqdm(clips, desc=f"videos {root.name}", leave=False):
+        rgb = [f for i, f in enumerate(iter_video(d / "rgb.mp4", gray=False)) if i % stride == 0][:limit]
+        th = [f for i, f in enumerate(iter_video(d / "thermal.mp4", gray=True)) if i % stride == 0][:limit]
+        n = min(len(rgb), len(th))
+        fr = [_fit(rgb[i], th[i]) for i in range(n)]
+        seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr])))
+    return seqs
+
+
+def load_training_set(roots: list[Path], limit: int | None = None) -> TrainingSet:
+    """Loads every recognised layout found directly in each root (or one level below)."""
+    ts = TrainingSet()
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FrameSourceError(f"no such data folder: {root}")
+        before = (len(ts.stills), len(ts.sequences))
+        candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+        for c in candidates:
+            if find_pair_dirs(c):
+                ts.stills += load_stills(c, limit)
+            elif any((p / "rgb.mp4").is_file() for p in c.iterdir() if p.is_dir()):
+                ts.sequences += load_video_pairs(c, limit)
+            elif any((p / "rgb").is_dir() for p in c.iterdir() if p.is_dir()):
+                ts.sequences += load_frame_sequences(c, limit)
+        if (len(ts.stills), len(ts.sequences)) == before:
+            raise FrameSourceError(f"{root}: no RGB + thermal pairs, sequences or videos found")
+    return ts
+
+
+class CropSampler:
+    """Random aligned crops: key-frame batches and (previous, current) sequence batches."""
+
+    def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3):
+        self.data, self.crop, self.max_gap = data, crop, max_gap
+        self.rng = np.random.default_rng(seed)
+
+    def _crop(self, arrays, h, w):
+        c = self.crop
+        y = int(self.rng.integers(0, h - c + 1))
+        x = int(self.rng.integers(0, w - c + 1))
+        flip = bool(self.rng.integers(0, 2))
+        out = []
+        for a in arrays:  # HxW or HxWx3: the first two axes are always rows, columns
+            p = a[y:y + c, x:x + c]
+            out.append(p[:, ::-1] if flip else p)
+        return out
+
+    def stills(self, batch: int):
+        rgb, th = [], []
+        for _ in range(batch):
+            r, t = self.data.stills[int(self.rng.integers(len(self.data.stills)))]
+            r, t = self._crop([r, t], *t.shape[:2])
+            rgb.append(r)
+            th.append(t)
+        return np.stack(rgb), np.stack(th)
+
+    def pairs(self, batch: int):
+        """(rgb_prev, th_prev, rgb_cur, th_cur), each a batch; frames ``gap`` apart (1..max_gap)."""
+        out = [[], [], [], []]
+        for _ in range(batch):
+            s = self.data.sequences[int(self.rng.integers(len(self.data.sequences)))]
+            gap = int(self.rng.integers(1, self.max_gap + 1))
+            t = int(self.rng.integers(gap, len(s.rgb)))
+            h, w = s.thermal.shape[1:3]
+            crops = self._crop([s.rgb[t - gap], s.thermal[t - gap], s.rgb[t], s.thermal[t]], h, w)
+            for o, c in zip(out, crops):
+                o.append(c)
+        return tuple(np.stack(o) for o in out)

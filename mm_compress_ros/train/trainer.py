@@ -1,0 +1,243 @@
+"""Rate-distortion training of the multi-modality codec (CPU or GPU, resumable).
+
+Stages (as in Lu et al.: the reference codec first, then the dependent codec with the reference
+frozen, then the temporal codecs with the key-frame codecs frozen), or ``all`` to train every part
+jointly. Each step draws one quality level per sample; the loss is
+``sum over coded images of (lambda[level] * 255^2 * MSE + bits per pixel)``.
+
+Checkpoints are safetensors (weights and Adam moments) plus a JSON file (step, config, RNG state):
+nothing is unpickled when a run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..codec.multimodal import Decoded, ModelConfig, MultiModalCodec
+from .data import CropSampler, TrainingSet
+
+# MSE lambdas of CompressAI's pretrained models, quality 1..6 (images in [0, 1])
+LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
+STAGES = ("ref", "dep", "video", "all")
+
+_PARTS = {
+    "ref": ("ref_intra.",),
+    "dep": ("align_ref.", "align_cur.", "align.", "align_coder.", "dep_intra."),
+    "video": ("ref_temporal.", "ref_inter.", "dep_temporal.", "dep_cross.", "dep_inter."),
+}
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "all"
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-4
+    decay_at: float = 0.85       # fraction of ``steps`` after which lr drops 10x
+    still_every: int = 4         # every n-th step also trains key frames on still pairs
+    seed: int = 0
+    threads: int = 0             # torch threads (0 = torch default)
+    log_every: int = 50
+    save_every: int = 500
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def _trainable(name: str, stage: str) -> bool:
+    if stage == "all":
+        return True
+    return name.startswith(_PARTS[stage])
+
+
+def _to_tensor(batch: np.ndarray, device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+    t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    return t.float().div_(255.0)
+
+
+def _rd_terms(x: torch.Tensor, x_hat: torch.Tensor, likelihoods: dict, lam: torch.Tensor):
+    """Per-sample rate (bpp of this image) and lambda-weighted distortion."""
+    n_px = x.shape[-2] * x.shape[-1]
+    bits = sum((-torch.log2(l)).flatten(1).sum(1) for l in likelihoods.values())
+    mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
+    return bits / n_px, lam * 255.0 ** 2 * mse, mse
+
+
+def _psnr(mse: torch.Tensor) -> float:
+    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)).mean())
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: TrainingSet, run_dir: Path, device="cpu",
+                 init_weights: Path | None = None):
+        if cfg.stage not in STAGES:
+            raise ValueError(f"unknown stage {cfg.stage!r}; use one of {', '.join(STAGES)}")
+        if cfg.stage in ("video", "all") and not data.sequences:
+            raise ValueError(f"stage {cfg.stage!r} needs sequences or paired videos in the data")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.data, self.run_dir, self.device = cfg, data, Path(run_dir), torch.device(device)
+        torch.manual_seed(cfg.seed)
+        self.model = MultiModalCodec(cfg.model).to(self.device)
+        if init_weights:
+            from ..codec.zoo import load_weights_file
+            self.model.load_state_dict(load_weights_file(init_weights), strict=False)
+        params = [p for n, p in self.model.named_parameters()
+                  if _trainable(n, cfg.stage) and not n.endswith(".quantiles")]
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(_trainable(n, cfg.stage))
+        aux = [p for n, p in self.model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=cfg.lr)
+        self.aux_opt = torch.optim.Adam(aux, lr=1e-3)
+        self.sampler = CropSampler(data, cfg.crop, cfg.seed)
+        self.step = 0
+        self.lambdas = torch.tensor(LAMBDAS[: cfg.model.levels], device=self.device)
+        self._resume()
+
+    # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def ckpt_paths(self):
+        return self.run_dir / "checkpoint.safetensors", self.run_dir / "checkpoint.json"
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        meta = {"step": self.step, "train": {**self.cfg.__dict__, "model": self.cfg.model.to_dict()},
+                "sampler_rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist(),
+                "optimizers": {}}
+        for name, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+            sd = opt.state_dict()
+            meta["optimizers"][name] = {"param_groups": sd["param_groups"],
+                                        "steps": {str(i): float(s["step"]) for i, s in sd["state"].items()}}
+            for i, s in sd["state"].items():
+                for k in ("exp_avg", "exp_avg_sq"):
+                    tensors[f"{name}/{i}/{k}"] = s[k].detach().cpu().contiguous()
+        w, j = self.ckpt_paths
+        save_file(tensors, str(w) + ".tmp")
+        (Path(str(j) + ".tmp")).write_text(json.dumps(meta))
+        os.replace(str(w) + ".tmp", w)
+        os.replace(str(j) + ".tmp", j)
+
+    def _resume(self) -> None:
+        w, j = self.ckpt_paths
+        if not (w.exists() and j.exists()):
+            return
+        meta = json.loads(j.read_text())
+        if meta["train"]["model"] != self.cfg.model.to_dict():
+            raise ValueError(f"{j}: checkpoint was made with another model configuration")
+        tensors = load_file(str(w))
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        if meta["train"]["stage"] == self.cfg.stage:
+            for name, opt in (("opt", self.opt), ("aux", self.aux_opt)):
+                om = meta["optimizers"][name]
+                state = {int(i): {"step": torch.tensor(st),
+                                  "exp_avg": tensors[f"{name}/{i}/exp_avg"].to(self.device),
+                                  "exp_avg_sq": tensors[f"{name}/{i}/exp_avg_sq"].to(self.device)}
+                         for i, st in om["steps"].items()}
+                opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
+            self.step = meta["step"]
+            self.sampler.rng.bit_generator.state = meta["sampler_rng"]
+            torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+
+    # -- one optimisation step --------------------------------------------------------------
+    def _levels(self, b: int) -> torch.Tensor:
+        return torch.randint(0, self.cfg.model.levels, (b,), device=self.device)
+
+    def _loss_key(self, rgb, th, level, lam):
+        ref, dep = (rgb, th) if self.model.ref_name == "rgb" else (th, rgb)
+        out = self.model.forward_key(ref, dep, level)
+        r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
+        d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
+        stats = {"key_ref_bpp": r_bpp.mean().item(), "key_dep_bpp": d_bpp.mean().item(),
+                 "key_ref_psnr": _psnr(r_mse), "key_dep_psnr": _psnr(d_mse)}
+        if self.cfg.stage == "ref":
+            loss = (r_bpp + r_d).mean()
+        elif self.cfg.stage == "dep":
+            loss = (d_bpp + d_d).mean()
+        else:
+            loss = (r_bpp + r_d + d_bpp + d_d).mean()
+        return loss, out, stats
+
+    def train_step(self) -> dict:
+        cfg, dev = self.cfg, self.device
+        b = cfg.batch
+        level = self._levels(b)
+        lam = self.lambdas[level]
+        stats = {}
+        lr = cfg.lr * (0.1 if self.step >= cfg.decay_at * cfg.steps else 1.0)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        if self.data.sequences:
+            rp, tp, rc, tc = (_to_tensor(a, dev) for a in self.sampler.pairs(b))
+        else:
+            rp, tp = (_to_tensor(a, dev) for a in self.sampler.stills(b))
+            rc = tc = None
+        if cfg.stage == "video":
+            with torch.no_grad():
+                ref, dep = (rp, tp) if self.model.ref_name == "rgb" else (tp, rp)
+                key = self.model.forward_key(ref, dep, level)
+            loss = torch.zeros((), device=dev)
+        else:
+            loss, key, s = self._loss_key(rp, tp, level, lam)
+            stats.update(s)
+        if cfg.stage in ("video", "all") and rc is not None:
+            ref, dep = (rc, tc) if self.model.ref_name == "rgb" else (tc, rc)
+            prev = Decoded(key["ref_hat"].detach().clamp(0, 1), key["dep_hat"].detach().clamp(0, 1))
+            out = self.model.forward_predicted(ref, dep, prev, level)
+            r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
+            d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
+            loss = loss + (r_bpp + r_d + d_bpp + d_d).mean()
+            stats.update({"p_ref_bpp": r_bpp.mean().item(), "p_dep_bpp": d_bpp.mean().item(),
+                          "p_ref_psnr": _psnr(r_mse), "p_dep_psnr": _psnr(d_mse)})
+        if cfg.stage != "video" and self.data.stills and self.step % cfg.still_every == 0:
+            rs, ts = (_to_tensor(a, dev) for a in self.sampler.stills(b))
+            l2, _, _ = self._loss_key(rs, ts, level, lam)
+            loss = loss + l2
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        self.opt.step()
+        aux = self.model.aux_loss()
+        if aux.requires_grad:
+            aux.backward()
+            self.aux_opt.step()
+        self.step += 1
+        stats["loss"] = loss.item()
+        return stats
+
+    def run(self, progress: bool = True) -> None:
+        cfg = self.cfg
+        log = (self.run_dir / "train.log")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=f"train {cfg.stage}",
+                   mininterval=5)
+        acc: dict[str, list[float]] = {}
+        t0 = time.time()
+        while self.step < cfg.steps:
+            stats = self.train_step()
+            for k, v in stats.items():
+                if math.isfinite(v):
+                    acc.setdefault(k, []).append(v)
+            bar.update(1)
+            if self.step % cfg.log_every == 0:
+                line = {"step": self.step, "sec_per_step": (time.time() - t0) / cfg.log_every,
+                        **{k: round(float(np.mean(v)), 4) for k, v in acc.items()}}
+                with log.open("a") as f:
+                    f.write(json.dumps(line) + "\n")
+                bar.set_postfix(loss=line.get("loss"))
+                acc, t0 = {}, time.time()
+            if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                self.save()
+        bar.close()
