@@ -1,0 +1,287 @@
+"""``mm-compress``: encode, decode, inspect, train and evaluate without ROS.
+
+Every expected failure (missing file, mismatched inputs, corrupt stream, unknown model) ends with
+one line on stderr and exit status 2; a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+class CliError(Exception):
+    pass
+
+
+def _expected_errors():
+    from .codec.packet import PacketError
+    from .codec.stream import InputError
+    from .codec.zoo import ModelError
+    from .io.frames import FrameSourceError
+
+    return (PacketError, InputError, ModelError, FrameSourceError, CliError, FileNotFoundError,
+            IsADirectoryError, PermissionError)
+
+
+def _load(args):
+    from .codec.zoo import load_model
+
+    return load_model(args.model, direction=args.direction, device=args.device,
+                      path=getattr(args, "weights", None))
+
+
+# -- encode / decode / info / models ---------------------------------------------------------
+
+def cmd_encode(args) -> None:
+    from tqdm import tqdm
+
+    from .codec.stream import StreamEncoder
+    from .io.frames import count_frames, iter_pairs
+
+    model = _load(args)
+    enc = StreamEncoder(model, quality=args.quality, gop=args.gop)
+    n = count_frames(args.rgb)
+    if args.frames:
+        n = min(n, args.frames)
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    total = 0
+    t0 = time.perf_counter()
+    with open(tmp, "wb") as f:
+        for i, (rgb, th) in enumerate(tqdm(iter_pairs(args.rgb, args.thermal), total=n, unit="pair",
+                                           disable=args.quiet, desc="encode")):
+            if args.frames and i >= args.frames:
+                break
+            pkt = enc.encode(rgb, th)
+            f.write(pkt)
+            total += len(pkt)
+    tmp.replace(out)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
+                      "seconds": round(dt, 2), "model": model.name, "direction": model.direction,
+                      "quality": args.quality, "gop": args.gop}))
+
+
+def cmd_decode(args) -> None:
+    from tqdm import tqdm
+
+    from .codec.packet import iter_stream
+    from .codec.stream import StreamDecoder
+    from .io.frames import write_rgb, write_thermal
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such stream file: {path}")
+    model = _load(args)
+    dec = StreamDecoder(model)
+    out = Path(args.out)
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    (out / "thermal").mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "rb") as f:
+        for pkt in tqdm(iter_stream(f), unit="pair", disable=args.quiet, desc="decode"):
+            pair = dec.decode(pkt)
+            if pair is None:
+                continue
+            rgb = pair.rgb[..., ::-1] if pair.rgb_format == "bgr8" else pair.rgb
+            write_rgb(out / "rgb" / f"{n:04d}.png", rgb)
+            write_thermal(out / "thermal" / f"{n:04d}.png", pair.thermal)
+            n += 1
+    print(json.dumps({"out": str(out), "frames": n, "dropped": dec.dropped}))
+
+
+def cmd_info(args) -> None:
+    from .codec.packet import iter_stream, read_packet
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"no such stream file: {path}")
+    frames = []
+    with open(path, "rb") as f:
+        for pkt in iter_stream(f):
+            h, sections = read_packet(pkt)
+            frames.append({"index": h.frame_index, "type": h.frame_type_name, "bytes": len(pkt),
+                           "sections": h.section_lengths})
+    if not frames:
+        raise CliError(f"{path} holds no packets")
+    h0 = read_packet(open(path, "rb").read(frames[0]["bytes"]))[0]
+    print(json.dumps({
+        "file": str(path), "model": h0.model_id, "weights": h0.model_hash.hex(), "direction": h0.direction,
+        "quality": h0.quality, "rgb": {"width": h0.rgb_size[1], "height": h0.rgb_size[0], "format": h0.rgb_format},
+        "thermal": {"width": h0.thermal_size[1], "height": h0.thermal_size[0], "format": h0.thermal_format},
+        "frames": frames, "total_bytes": sum(fr["bytes"] for fr in frames),
+        "key_frames": sum(fr["type"] == "key" for fr in frames),
+    }, indent=1 if args.pretty else None))
+
+
+def cmd_models(args) -> None:
+    from .codec.zoo import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps(models, indent=1))
+        return
+    if not models:
+        print("no models found")
+    for m in models:
+        levels = m["config"]["levels"]
+        print(f"{m['name']:<10} {m['config']['direction']:<18} quality 1..{levels}  "
+              f"{m['file_bytes'] / 1e6:.1f} MB  {m.get('summary', '')}")
+
+
+# -- training ----------------------------------------------------------------------------------
+
+def cmd_train(args) -> None:
+    from .codec.device import resolve_device
+    from .codec.multimodal import ModelConfig
+    from .io.frames import default_data_root
+    from .train.data import load_training_set
+    from .train.trainer import TrainConfig, Trainer
+
+    roots = [Path(p) for p in args.data] if args.data else None
+    if not roots:
+        root = default_data_root()
+        if root is None:
+            raise CliError("no data given and ../shared/data not found: pass --data DIR [DIR ...]")
+        roots = [root / "roadscene", root / "m3svd_video"]
+    data = load_training_set(roots, limit=args.limit)
+    print(f"training data: {data.describe()}", file=sys.stderr)
+    mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
+    cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+                      seed=args.seed, threads=args.threads, save_every=args.save_every,
+                      log_every=args.log_every, model=mcfg)
+    try:
+        trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
+                          init_weights=args.init)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    trainer.run(progress=not args.quiet)
+    print(json.dumps({"run": args.run, "step": trainer.step, "seconds": round(trainer.seconds)}))
+
+
+def cmd_export(args) -> None:
+    from .codec.multimodal import ModelConfig, MultiModalCodec
+    from .codec.zoo import export_model, load_weights_file, models_dir
+
+    run = Path(args.run)
+    meta_path = run / "checkpoint.json"
+    if not meta_path.is_file():
+        raise CliError(f"no checkpoint in {run}")
+    meta = json.loads(meta_path.read_text())
+    cfg = ModelConfig(**meta["train"]["model"])
+    net = MultiModalCodec(cfg)
+    net.load_state_dict(load_weights_file(run / "checkpoint.safetensors"))
+    out = Path(args.out) if args.out else models_dir() / f"{args.name}-{cfg.direction}.safetensors"
+    card = {"name": args.name, "summary": args.summary,
+            "training": {"steps": meta["step"], "seconds": round(meta.get("seconds", 0)),
+                         "cpu_hours": round(meta.get("seconds", 0) / 3600, 2), "device": meta.get("device", "cpu"),
+                         "batch": meta["train"]["batch"], "crop": meta["train"]["crop"],
+                         "stage": meta["train"]["stage"], "data": args.data_note}}
+    card = export_model(net, out, card)
+    print(json.dumps({"file": str(out), "sha256": card["sha256"], "bytes": card["file_bytes"]}))
+
+
+# -- argument parsing --------------------------------------------------------------------------
+
+def _model_args(p):
+    from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name (see `mm-compress models`)")
+    p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
+                   help="which modality is coded with the other as context")
+    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mm-compress", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("encode", help="frame folders or videos -> stream file")
+    p.add_argument("--rgb", required=True, help="folder of RGB frames (sorted by name) or a video file")
+    p.add_argument("--thermal", required=True, help="folder of thermal frames or a video file")
+    p.add_argument("--out", required=True, help="stream file to write")
+    p.add_argument("--quality", type=int, default=3, help="1 = smallest stream (default 3)")
+    p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
+    p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
+    p.add_argument("--quiet", action="store_true")
+    _model_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="stream file -> DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
+    p.add_argument("file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    _model_args(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="per-frame packet sizes and frame types as JSON")
+    p.add_argument("file")
+    p.add_argument("--pretty", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("models", help="list shipped models and their quality levels")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train (or resume) a model; checkpoints in --run")
+    p.add_argument("--data", nargs="+", help="data folders (default: ../shared/data roadscene + m3svd_video)")
+    p.add_argument("--run", required=True, help="run folder: checkpoint.safetensors/json, train.log")
+    p.add_argument("--stage", default="all", choices=["ref", "dep", "video", "all"])
+    p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
+    p.add_argument("--steps", type=int, default=20000, help="total steps (a resumed run continues to this)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use at most N frames per folder/clip")
+    p.add_argument("--init", help="initial weights (.safetensors model or checkpoint) for a new run")
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="checkpoint -> models/<name>-<direction>.safetensors + card")
+    p.add_argument("run")
+    p.add_argument("--name", default="mmvc")
+    p.add_argument("--out")
+    p.add_argument("--summary", default="")
+    p.add_argument("--data-note", default="roadscene + m3svd_video (../shared/data)")
+    p.set_defaults(func=cmd_export)
+
+    import importlib.util
+
+    # evaluation and bag tools register their own sub-commands
+    if importlib.util.find_spec("mm_compress_ros.eval.report"):
+        from .eval.report import add_eval_parser
+        add_eval_parser(sub)
+    if importlib.util.find_spec("mm_compress_ros.bag.cli"):
+        from .bag.cli import add_bag_parsers
+        add_bag_parsers(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _expected_errors() as exc:
+        print(f"mm-compress: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mm-compress: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

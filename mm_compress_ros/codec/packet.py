@@ -1,0 +1,205 @@
+"""The wire format: one packet per coded RGB + thermal frame pair (specified in docs/bitstream.md).
+
+This module is the only place that writes or reads packet bytes. Every malformed input raises a
+subclass of :class:`PacketError`, and every size is checked against :class:`Limits` before
+anything large is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+MAGIC = b"MMCP"
+VERSION = 1
+
+FRAME_KEY = 0
+FRAME_PREDICTED = 1
+FRAME_TYPES = {FRAME_KEY: "key", FRAME_PREDICTED: "predicted"}
+
+DIRECTION_CODES = {"thermal_given_rgb": 0, "rgb_given_thermal": 1}
+RGB_FORMATS = {"rgb8": 0, "bgr8": 1}
+THERMAL_FORMATS = {"mono8": 0, "mono16": 1, "16UC1": 2, "8UC1": 3}
+SIXTEEN_BIT = ("mono16", "16UC1")
+
+# magic, version, frame type, direction, quality, total length, stream id, frame index,
+# model hash (8 bytes), model id (16 bytes ASCII), rgb w, h, format, thermal w, h, format,
+# thermal lo, hi (16-bit range), number of sections
+_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHB")
+_CRC = struct.Struct("<I")
+_LEN = struct.Struct("<I")
+MIN_PACKET = _HEAD.size + _CRC.size
+PREFIX = 12  # bytes needed to know a packet's total length (magic .. total length)
+
+
+class PacketError(ValueError):
+    """Base class of every error raised while reading a packet or a stream."""
+
+
+class BadMagic(PacketError):
+    pass
+
+
+class UnsupportedVersion(PacketError):
+    pass
+
+
+class TruncatedPacket(PacketError):
+    pass
+
+
+class CorruptPacket(PacketError):
+    pass
+
+
+class LimitExceeded(PacketError):
+    pass
+
+
+class ModelMismatch(PacketError):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decoder accepts; checked on the fixed header before anything is allocated."""
+
+    max_width: int = 8192
+    max_height: int = 8192
+    max_packet_bytes: int = 64 << 20
+    max_sections: int = 8
+
+
+@dataclass
+class PacketHeader:
+    frame_type: int
+    direction: str
+    quality: int
+    stream_id: int
+    frame_index: int
+    model_hash: bytes
+    model_id: str
+    rgb_size: tuple[int, int]          # (height, width)
+    rgb_format: str
+    thermal_size: tuple[int, int]      # (height, width)
+    thermal_format: str
+    thermal_range: tuple[int, int]     # 16-bit values mapped to [0, 1]: lo, hi
+    section_lengths: list[int] = field(default_factory=list)
+    total_length: int = 0
+
+    @property
+    def frame_type_name(self) -> str:
+        return FRAME_TYPES[self.frame_type]
+
+
+def _inv(d: dict) -> dict:
+    return {v: k for k, v in d.items()}
+
+
+def write_packet(h: PacketHeader, sections: list[bytes]) -> bytes:
+    """Serialises a header and its payload sections; the CRC32 covers all preceding bytes."""
+    model_id = h.model_id.encode("ascii")
+    if len(model_id) > 16:
+        raise ValueError(f"model id {h.model_id!r} is longer than 16 bytes")
+    if len(h.model_hash) != 8:
+        raise ValueError("model hash must be 8 bytes")
+    lens = b"".join(_LEN.pack(len(s)) for s in sections)
+    total = _HEAD.size + len(lens) + sum(len(s) for s in sections) + _CRC.size
+    head = _HEAD.pack(
+        MAGIC, VERSION, h.frame_type, DIRECTION_CODES[h.direction], h.quality, total,
+        h.stream_id, h.frame_index, int.from_bytes(h.model_hash, "little"), model_id,
+        h.rgb_size[1], h.rgb_size[0], RGB_FORMATS[h.rgb_format],
+        h.thermal_size[1], h.thermal_size[0], THERMAL_FORMATS[h.thermal_format],
+        h.thermal_range[0], h.thermal_range[1], len(sections),
+    )
+    body = head + lens + b"".join(sections)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def packet_length(prefix: bytes, limits: Limits = Limits()) -> int:
+    """Total length of the packet starting with ``prefix`` (at least :data:`PREFIX` bytes)."""
+    if len(prefix) < PREFIX:
+        raise TruncatedPacket(f"packet truncated: {len(prefix)} bytes, need at least {PREFIX}")
+    if prefix[:4] != MAGIC:
+        raise BadMagic(f"not an mm_compress_ros packet (magic {prefix[:4]!r}, expected {MAGIC!r})")
+    if prefix[4] != VERSION:
+        raise UnsupportedVersion(f"packet format version {prefix[4]} is not supported (this decoder reads {VERSION})")
+    total = _LEN.unpack_from(prefix, 8)[0]
+    if total > limits.max_packet_bytes:
+        raise LimitExceeded(f"packet claims {total} bytes, above the limit of {limits.max_packet_bytes}")
+    if total < MIN_PACKET:
+        raise CorruptPacket(f"packet claims {total} bytes, less than a header")
+    return total
+
+
+def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
+    """Parses and validates the fixed header and section table (no CRC check, no payload)."""
+    total = packet_length(data, limits)
+    if len(data) < _HEAD.size:
+        raise TruncatedPacket(f"packet truncated: {len(data)} bytes, header needs {_HEAD.size}")
+    (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
+     lo, hi, nsec) = _HEAD.unpack_from(data)
+    if ftype not in FRAME_TYPES:
+        raise CorruptPacket(f"unknown frame type {ftype}")
+    if direction not in _inv(DIRECTION_CODES):
+        raise CorruptPacket(f"unknown direction code {direction}")
+    if rf not in _inv(RGB_FORMATS) or tf not in _inv(THERMAL_FORMATS):
+        raise CorruptPacket(f"unknown pixel format codes {rf}/{tf}")
+    for name, w, h in (("RGB", rw, rh), ("thermal", tw, th)):
+        if not (0 < w <= limits.max_width and 0 < h <= limits.max_height):
+            raise LimitExceeded(f"{name} size {w}x{h} is outside the limits "
+                                f"(1..{limits.max_width} x 1..{limits.max_height})")
+    if nsec == 0 or nsec > limits.max_sections:
+        raise CorruptPacket(f"packet has {nsec} sections (1..{limits.max_sections} allowed)")
+    table_end = _HEAD.size + nsec * _LEN.size
+    if len(data) < table_end:
+        raise TruncatedPacket(f"packet truncated in its section table ({len(data)} bytes)")
+    lens = [_LEN.unpack_from(data, _HEAD.size + i * _LEN.size)[0] for i in range(nsec)]
+    if table_end + sum(lens) + _CRC.size != total:
+        raise CorruptPacket("section lengths do not add up to the packet length")
+    try:
+        model_id = mid.rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError:
+        raise CorruptPacket("model id is not ASCII") from None
+    return PacketHeader(
+        frame_type=ftype, direction=_inv(DIRECTION_CODES)[direction], quality=quality,
+        stream_id=stream_id, frame_index=index, model_hash=mhash.to_bytes(8, "little"),
+        model_id=model_id, rgb_size=(rh, rw), rgb_format=_inv(RGB_FORMATS)[rf],
+        thermal_size=(th, tw), thermal_format=_inv(THERMAL_FORMATS)[tf], thermal_range=(lo, hi),
+        section_lengths=lens, total_length=total,
+    )
+
+
+def read_packet(data: bytes, limits: Limits = Limits()) -> tuple[PacketHeader, list[bytes]]:
+    """Validates a whole packet (header, lengths, CRC) and returns its header and sections."""
+    h = read_header(data, limits)
+    if len(data) < h.total_length:
+        raise TruncatedPacket(f"packet truncated: {len(data)} of {h.total_length} bytes")
+    if len(data) > h.total_length:
+        raise CorruptPacket(f"{len(data) - h.total_length} trailing bytes after the packet")
+    body = memoryview(data)[: h.total_length - _CRC.size]
+    (crc,) = _CRC.unpack_from(data, h.total_length - _CRC.size)
+    if zlib.crc32(body) != crc:
+        raise CorruptPacket("CRC32 mismatch: the packet is corrupt")
+    pos = _HEAD.size + len(h.section_lengths) * _LEN.size
+    sections = []
+    for n in h.section_lengths:
+        sections.append(bytes(body[pos: pos + n]))
+        pos += n
+    return h, sections
+
+
+# -- stream files: packets back to back ------------------------------------------------------
+
+def iter_stream(f, limits: Limits = Limits()):
+    """Yields packets (bytes) from a binary file object holding packets back to back."""
+    while True:
+        prefix = f.read(PREFIX)
+        if not prefix:
+            return
+        total = packet_length(prefix, limits)
+        rest = f.read(total - len(prefix))
+        if len(rest) < total - len(prefix):
+            raise TruncatedPacket(f"stream truncated: last packet has {len(prefix) + len(rest)} of {total} bytes")
+        yield prefix + rest

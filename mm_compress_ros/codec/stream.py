@@ -1,0 +1,249 @@
+"""GOP state shared by the stream encoder and decoder.
+
+The encoder keeps its own *decoded* frames as the temporal context (never the originals), so the
+encoder's and the decoder's states are identical frame after frame. Key frames come every ``gop``
+frames, on request, at the start of a stream and whenever the input size or format changes. The
+decoder never outputs a frame decoded against a wrong reference: after a missing, reordered or
+corrupt packet it drops predicted frames until the next key frame and counts them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .multimodal import PAD, Decoded
+from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, SIXTEEN_BIT, Limits, ModelMismatch,
+                     PacketError, PacketHeader, read_packet, write_packet)
+from .zoo import LoadedModel
+
+
+class InputError(ValueError):
+    """Frames the encoder cannot take (wrong shape, type or format); one-line message."""
+
+
+@dataclass
+class DecodedPair:
+    rgb: np.ndarray          # HxWx3 uint8, in ``rgb_format`` channel order
+    thermal: np.ndarray      # HxW uint8 or uint16
+    frame_type: str
+    index: int
+    rgb_format: str
+    thermal_format: str
+    header: PacketHeader
+
+
+# -- images <-> padded tensors ---------------------------------------------------------------
+
+def to_tensor(img: np.ndarray, device, lo: int = 0, hi: int = 255) -> torch.Tensor:
+    """uint8/uint16 image -> (1, C, H', W') float in [0, 1], replicate-padded to a multiple of PAD."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).to(device)
+    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+    t = (t.float() - lo) / float(max(hi - lo, 1))
+    t = t.clamp_(0, 1).unsqueeze(0)
+    h, w = img.shape[:2]
+    ph, pw = (-h) % PAD, (-w) % PAD
+    return F.pad(t, (0, pw, 0, ph), mode="replicate") if (ph or pw) else t
+
+
+def from_tensor(t: torch.Tensor, size: tuple[int, int], dtype=np.uint8, lo: int = 0, hi: int = 255) -> np.ndarray:
+    """Inverse of :func:`to_tensor`: crops the padding and rounds to the integer type."""
+    t = t[0, :, : size[0], : size[1]].clamp(0, 1) * float(hi - lo) + lo
+    a = t.round().to(torch.int32).cpu().numpy()
+    a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+    return np.ascontiguousarray(a.astype(dtype))
+
+
+def padded(size: tuple[int, int]) -> tuple[int, int]:
+    return (size[0] + (-size[0]) % PAD, size[1] + (-size[1]) % PAD)
+
+
+def _thermal_format(th: np.ndarray, requested: str | None) -> str:
+    if requested:
+        want16 = requested in SIXTEEN_BIT
+        if want16 != (th.dtype == np.uint16):
+            raise InputError(f"thermal format {requested} does not match its {th.dtype} pixels")
+        return requested
+    return "mono16" if th.dtype == np.uint16 else "mono8"
+
+
+def _check_inputs(rgb: np.ndarray, thermal: np.ndarray) -> None:
+    if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
+        raise InputError(f"RGB frame must be HxWx3 uint8, got {getattr(rgb, 'shape', '?')} "
+                         f"{getattr(rgb, 'dtype', type(rgb).__name__)}")
+    if not (isinstance(thermal, np.ndarray) and thermal.ndim == 2 and thermal.dtype in (np.uint8, np.uint16)):
+        raise InputError(f"thermal frame must be HxW uint8 or uint16, got {getattr(thermal, 'shape', '?')} "
+                         f"{getattr(thermal, 'dtype', type(thermal).__name__)}")
+    for name, a in (("RGB", rgb), ("thermal", thermal)):
+        if min(a.shape[:2]) < 16:
+            raise InputError(f"{name} frame {a.shape[1]}x{a.shape[0]} is smaller than 16x16")
+
+
+class _Modalities:
+    """Maps (rgb, thermal) to (reference, dependent) for the model's direction and back."""
+
+    def __init__(self, model: LoadedModel):
+        self.rgb_is_ref = model.net.ref_name == "rgb"
+
+    def split(self, rgb, th):
+        return (rgb, th) if self.rgb_is_ref else (th, rgb)
+
+    def join(self, ref, dep):
+        return (ref, dep) if self.rgb_is_ref else (dep, ref)
+
+
+class StreamEncoder:
+    def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None):
+        if not 1 <= quality <= model.levels:
+            raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
+        if gop < 1:
+            raise ValueError(f"gop must be >= 1, got {gop}")
+        self.model, self.quality, self.gop = model, quality, gop
+        self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
+        self._mod = _Modalities(model)
+        self._level = torch.tensor([quality - 1], device=model.device)
+        self.frame_index = 0
+        self.last_frame_type: str | None = None
+        self._prev: Decoded | None = None
+        self._since_key = 0
+        self._force_key = True
+        self._signature = None
+        self._range = (0, 255)
+
+    def request_key_frame(self) -> None:
+        self._force_key = True
+
+    def set_quality(self, quality: int) -> None:
+        if not 1 <= quality <= self.model.levels:
+            raise ValueError(f"quality must be 1..{self.model.levels}, got {quality}")
+        self.quality = quality
+        self._level = torch.tensor([quality - 1], device=self.model.device)
+
+    def _thermal_range(self, th: np.ndarray, fmt: str, key: bool) -> tuple[int, int]:
+        if fmt not in SIXTEEN_BIT:
+            return (0, 255)
+        if key:  # a margin so that predicted frames of the GOP rarely clip
+            lo, hi = int(th.min()), int(th.max())
+            m = max((hi - lo) // 8, 16)
+            return max(lo - m, 0), min(hi + m, 65535)
+        return self._range
+
+    @torch.inference_mode()
+    def encode(self, rgb: np.ndarray, thermal: np.ndarray, force_key: bool = False,
+               rgb_format: str = "rgb8", thermal_format: str | None = None) -> bytes:
+        """Codes one frame pair and returns its packet. ``rgb`` must be in RGB channel order;
+        ``rgb_format`` only records how the decoder should hand it back (rgb8 or bgr8)."""
+        _check_inputs(rgb, thermal)
+        if rgb_format not in ("rgb8", "bgr8"):
+            raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
+        tfmt = _thermal_format(thermal, thermal_format)
+        signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
+        key = (force_key or self._force_key or self._prev is None or self._since_key >= self.gop
+               or signature != self._signature)
+        lo, hi = self._thermal_range(thermal, tfmt, key)
+        dev = self.model.device
+        r = to_tensor(rgb, dev)
+        t = to_tensor(thermal, dev, lo, hi)
+        ref, dep = self._mod.split(r, t)
+        net = self.model.net
+        if key:
+            sections, dec = net.compress_key(ref, dep, self._level)
+        else:
+            sections, dec = net.compress_predicted(ref, dep, self._prev, self._level)
+        header = PacketHeader(
+            frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
+            quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
+            model_hash=self.model.hash8, model_id=self.model.model_id,
+            rgb_size=rgb.shape[:2], rgb_format=rgb_format, thermal_size=thermal.shape[:2],
+            thermal_format=tfmt, thermal_range=(lo, hi),
+        )
+        packet = write_packet(header, sections)
+        self._prev, self._signature, self._range = dec, signature, (lo, hi)
+        self._since_key = 1 if key else self._since_key + 1
+        self._force_key = False
+        self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
+        self.last_frame_type = FRAME_TYPES[header.frame_type]
+        self.last_decoded = dec
+        return packet
+
+
+class StreamDecoder:
+    def __init__(self, model: LoadedModel, limits: Limits = Limits()):
+        self.model, self.limits = model, limits
+        self._mod = _Modalities(model)
+        self._prev: Decoded | None = None
+        self._last: PacketHeader | None = None
+        self.dropped = 0        # predicted frames received but not output (their reference is missing)
+        self.lost = 0           # frame indexes never received (gaps in the sequence)
+        self.decoded = 0
+
+    @property
+    def waiting_for_key(self) -> bool:
+        return self._prev is None
+
+    def reset(self) -> None:
+        self._prev = self._last = None
+
+    def _check_model(self, h: PacketHeader) -> None:
+        if h.model_hash != self.model.hash8 or h.direction != self.model.direction:
+            raise ModelMismatch(
+                f"stream was made with model {h.model_id!r} ({h.direction}, weights {h.model_hash.hex()}), "
+                f"this decoder has {self.model.model_id!r} ({self.model.direction}, weights {self.model.hash8.hex()})")
+
+    def _follows(self, h: PacketHeader) -> bool:
+        last = self._last
+        return (last is not None and h.stream_id == last.stream_id
+                and h.frame_index == (last.frame_index + 1) & 0xFFFFFFFF
+                and h.rgb_size == last.rgb_size and h.thermal_size == last.thermal_size
+                and h.thermal_range == last.thermal_range)
+
+    @torch.inference_mode()
+    def decode(self, packet: bytes) -> DecodedPair | None:
+        """Decodes one packet; ``None`` for a predicted frame whose reference is missing.
+
+        Raises a :class:`PacketError` subclass for a malformed packet (and then waits for the next
+        key frame, since the frame it carried is lost).
+        """
+        try:
+            h, sections = read_packet(packet, self.limits)
+            self._check_model(h)
+            expected = 5 if h.frame_type == FRAME_KEY else 4
+            if len(sections) != expected:
+                from .packet import CorruptPacket
+                raise CorruptPacket(f"{h.frame_type_name} frame has {len(sections)} sections, expected {expected}")
+        except PacketError:
+            self.reset()
+            raise
+        if self._last is not None and h.stream_id == self._last.stream_id:
+            gap = (h.frame_index - self._last.frame_index - 1) & 0xFFFFFFFF
+            if 0 < gap < 1 << 16:
+                self.lost += gap
+        net, dev = self.model.net, self.model.device
+        level = torch.tensor([h.quality - 1], device=dev)
+        ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
+        ref_pad, dep_pad = padded(ref_size), padded(dep_size)
+        if h.frame_type == FRAME_KEY:
+            if not 1 <= h.quality <= self.model.levels:
+                self.reset()
+                raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
+            dec = net.decompress_key(sections, ref_pad, dep_pad, level)
+        else:
+            if not self._follows(h) or self._prev is None:
+                self.dropped += 1
+                self.reset()
+                return None
+            dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level)
+        self._prev, self._last = dec, h
+        self.decoded += 1
+        rgb_t, th_t = self._mod.join(dec.ref, dec.dep)
+        lo, hi = h.thermal_range
+        rgb = from_tensor(rgb_t, h.rgb_size)
+        if h.rgb_format == "bgr8":
+            rgb = np.ascontiguousarray(rgb[..., ::-1])
+        sixteen = h.thermal_format in SIXTEEN_BIT
+        th = from_tensor(th_t, h.thermal_size, np.uint16 if sixteen else np.uint8, lo, hi)
+        return DecodedPair(rgb, th, h.frame_type_name, h.frame_index, h.rgb_format, h.thermal_format, h)

@@ -1,0 +1,149 @@
+"""Named models: ``models/<name>-<direction>.safetensors`` with a model card ``.json`` beside it.
+
+Weights are read with safetensors only (nothing is unpickled). The card records the SHA-256 of
+the weights file; a file whose hash does not match its card is refused. The first 8 bytes of that
+hash travel in every packet, so a decoder refuses a stream made with other weights.
+
+The entropy coder's integer CDF tables are part of the weights file, so that an encoder and a
+decoder on different machines use the very same tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .device import resolve_device
+from .multimodal import DIRECTIONS, ModelConfig, MultiModalCodec
+
+DEFAULT_MODEL = "mmvc"
+DEFAULT_DIRECTION = "thermal_given_rgb"
+
+
+class ModelError(ValueError):
+    """A model cannot be found, is damaged, or does not match its card (one-line message)."""
+
+
+def models_dir() -> Path:
+    """``$MM_COMPRESS_MODELS``, else ``models/`` of a source checkout, else the ROS share dir."""
+    env = os.environ.get("MM_COMPRESS_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "models"
+    if here.is_dir():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("mm_compress_ros")) / "models"
+    except Exception:
+        return here
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    direction: str
+    net: MultiModalCodec
+    sha256: str
+    card: dict
+    device: torch.device
+
+    @property
+    def model_id(self) -> str:
+        return self.name
+
+    @property
+    def hash8(self) -> bytes:
+        return bytes.fromhex(self.sha256[:16])
+
+    @property
+    def levels(self) -> int:
+        return self.net.cfg.levels
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resize_buffers(net: torch.nn.Module, state: dict) -> None:
+    """CompressAI's CDF buffers change shape on update(); make the module's fit the file's."""
+    for name, buf in list(net.named_buffers()):
+        if name in state and state[name].shape != buf.shape:
+            mod_name, _, attr = name.rpartition(".")
+            mod = net.get_submodule(mod_name) if mod_name else net
+            getattr(mod, attr).resize_(state[name].shape)
+
+
+def load_weights_file(path: Path | str) -> dict:
+    """The network weights stored in a model file or a training checkpoint."""
+    state = load_file(str(path))
+    if any(k.startswith("model/") for k in state):
+        state = {k[6:]: v for k, v in state.items() if k.startswith("model/")}
+    return state
+
+
+def export_model(net: MultiModalCodec, path: Path, card: dict) -> dict:
+    """Writes ``path`` (.safetensors) and its card (.json, with the file's SHA-256)."""
+    net = net.cpu().eval()
+    net.update(force=True)
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"config": json.dumps(net.cfg.to_dict())})
+    card = {**card, "config": net.cfg.to_dict(), "sha256": sha256_file(path),
+            "file_bytes": path.stat().st_size}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def list_models() -> list[dict]:
+    out = []
+    for card_path in sorted(models_dir().glob("*.json")):
+        try:
+            card = json.loads(card_path.read_text())
+        except json.JSONDecodeError:
+            continue
+        if "sha256" in card and card_path.with_suffix(".safetensors").exists():
+            out.append({**card, "file": str(card_path.with_suffix(".safetensors"))})
+    return out
+
+
+def load_model(name: str = DEFAULT_MODEL, direction: str = DEFAULT_DIRECTION,
+               device: str | torch.device = "auto", path: Path | str | None = None) -> LoadedModel:
+    """Loads a named model (or an explicit ``path``) for inference on ``device``."""
+    if direction not in DIRECTIONS:
+        raise ModelError(f"unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}")
+    weights = Path(path) if path else models_dir() / f"{name}-{direction}.safetensors"
+    card_path = weights.with_suffix(".json")
+    if not weights.is_file():
+        known = ", ".join(sorted({m["name"] + " (" + m["config"]["direction"] + ")" for m in list_models()})) or "none"
+        raise ModelError(f"model {name!r} for direction {direction!r} not found at {weights} (shipped: {known})")
+    if not card_path.is_file():
+        raise ModelError(f"model card {card_path} is missing")
+    card = json.loads(card_path.read_text())
+    digest = sha256_file(weights)
+    if digest != card.get("sha256"):
+        raise ModelError(f"{weights.name}: SHA-256 {digest[:16]}... does not match its card "
+                         f"({str(card.get('sha256'))[:16]}...); refusing to load")
+    cfg = ModelConfig(**card["config"])
+    if cfg.direction != direction and not path:
+        raise ModelError(f"{weights.name} is a {cfg.direction} model, not {direction}")
+    net = MultiModalCodec(cfg)
+    state = load_file(str(weights))
+    _resize_buffers(net, state)
+    net.load_state_dict(state)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net.to(dev).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(card.get("name", name), cfg.direction, net, digest, card, dev)
