@@ -1,0 +1,76 @@
+"""Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics)."""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+
+def make_qos(reliability: str, depth: int) -> QoSProfile:
+    """'best_effort' (sensor data) or 'reliable', KEEP_LAST(depth), volatile."""
+    rel = {"best_effort": ReliabilityPolicy.BEST_EFFORT,
+           "reliable": ReliabilityPolicy.RELIABLE}.get(reliability)
+    if rel is None:
+        raise ValueError(f"reliability must be 'best_effort' or 'reliable', not {reliability!r}")
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(depth)),
+                      reliability=rel, durability=DurabilityPolicy.VOLATILE)
+
+
+class Window:
+    """Thread-safe rolling window of (time, value) samples over the last ``seconds``."""
+
+    def __init__(self, seconds: float = 5.0):
+        self.seconds = seconds
+        self._d: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+
+    def add(self, value: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._d.append((now, float(value)))
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._d and now - self._d[0][0] > self.seconds:
+            self._d.popleft()
+
+    def values(self, now: float | None = None) -> list[float]:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            return [v for _, v in self._d]
+
+    def rate(self, now: float | None = None) -> float:
+        """Samples per second over the window (0 with fewer than 2 samples)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._d) < 2:
+                return 0.0
+            span = self._d[-1][0] - self._d[0][0]
+            return (len(self._d) - 1) / span if span > 0 else 0.0
+
+    def sum_rate(self, now: float | None = None) -> float:
+        """Sum of values per second over the window (e.g. bits/s)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            if len(self._d) < 2:
+                return 0.0
+            span = self._d[-1][0] - self._d[0][0]
+            return sum(v for _, v in list(self._d)[1:]) / span if span > 0 else 0.0
+
+
+def mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def percentile(xs, q: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return 0.0
+    k = min(len(xs) - 1, max(0, int(round(q / 100.0 * (len(xs) - 1)))))
+    return xs[k]

@@ -1,0 +1,330 @@
+"""decoder_node: decodes mm_compress_ros/msg/EncodedFrame back into two sensor_msgs/Image topics.
+
+Subscribes ``encoded``; publishes ``rgb/image`` and ``thermal/image`` (remappable) with the
+original stamps, frame_ids and encodings carried by each EncodedFrame (mono16 comes back as
+mono16, bgr8 as bgr8): what rviz2, rqt_image_view and perception nodes consume.
+
+Robustness: a jump in ``sequence`` (lost messages), a corrupt packet or a predicted frame without
+its reference puts the decoder into "waiting for a key frame": it publishes nothing until the next
+key frame and meanwhile asks the encoder for one (std_srvs/Trigger ``request_key_frame``, at most
+every ``key_request_interval`` seconds). Decoding runs in a worker thread; when it falls more than
+``max_queue`` packets behind, the backlog is dropped and a key frame requested.
+
+Reports decode time and end-to-end latency (capture stamp -> decoded image published) in the log
+and on ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, numpy_to_image
+from mm_compress_ros.msg import EncodedFrame
+from mm_compress_ros.ros.common import Window, make_qos, mean, percentile
+from mm_compress_ros.ros.synchronizer import stamp_to_ns
+
+
+def thermal_as(arr: np.ndarray, encoding: str) -> np.ndarray:
+    """A decoded thermal frame in the dtype of its original encoding."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    want = np.uint16 if encoding in ("mono16", "16UC1") else np.uint8
+    if arr.dtype == want:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind == "f":  # normalised [0, 1]
+        return (np.clip(arr, 0.0, 1.0) * np.iinfo(want).max).round().astype(want)
+    if arr.dtype == np.uint8 and want == np.uint16:
+        return arr.astype(np.uint16) * np.uint16(257)
+    if arr.dtype == np.uint16 and want == np.uint8:
+        return (arr >> 8).astype(np.uint8)
+    return np.clip(arr, 0, np.iinfo(want).max).astype(want)
+
+
+class DecoderNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("decoder_node", **kwargs)
+        p = self.declare_parameter
+        self.model_name = p("model", "mmvc").value
+        self.direction = p("direction", "thermal_given_rgb").value
+        self.device = p("device", "auto").value
+        in_rel = p("input_qos_reliability", "reliable").value
+        in_depth = int(p("input_qos_depth", 10).value)
+        out_rel = p("output_qos_reliability", "best_effort").value
+        out_depth = int(p("output_qos_depth", 5).value)
+        self.max_queue = int(p("max_queue", 30).value)
+        self.key_request_interval = float(p("key_request_interval", 0.5).value)
+        self.log_period = float(p("log_period", 5.0).value)
+        self.diag_period = float(p("diagnostics_period", 1.0).value)
+        self.torch_threads = int(p("torch_threads", 0).value)
+
+        import torch
+
+        from mm_compress_ros.codec import packet as packet_mod
+        from mm_compress_ros.codec.stream import StreamDecoder
+        from mm_compress_ros.codec.zoo import load_model
+
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+        self._packet = packet_mod
+        self._StreamDecoder = StreamDecoder
+        self._load_model = load_model
+        self._models: dict[tuple[str, str], object] = {}
+        t0 = time.monotonic()
+        self.model = self._get_model(self.model_name, self.direction)
+        self.decoder = StreamDecoder(self.model)
+        self._model_key = (self.model_name, self.direction)
+        self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.device}, "
+                               f"loaded in {time.monotonic() - t0:.1f} s")
+
+        self._queue: collections.deque = collections.deque()
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.waiting_for_key = True
+        self.last_sequence: int | None = None
+        self.received = self.decoded = 0
+        self.skipped = 0               # packets not decoded while waiting for a key frame
+        self.gaps = 0                  # sequence jumps (messages lost before this node)
+        self.lost = 0                  # messages lost in those jumps
+        self.corrupt = 0               # packets that failed to parse or decode
+        self.overflow_drops = 0        # packets dropped because decoding fell behind
+        self.key_requests = 0
+        self._want_key = False
+        self._last_key_request = 0.0
+        self._dec_ms = Window(10.0)
+        self._lat_ms = Window(10.0)
+        self._fps = Window(10.0)
+
+        out_qos = make_qos(out_rel, out_depth)
+        self.pub_rgb = self.create_publisher(Image, "rgb/image", out_qos)
+        self.pub_th = self.create_publisher(Image, "thermal/image", out_qos)
+        self.create_subscription(EncodedFrame, "encoded", self._on_encoded, make_qos(in_rel, in_depth))
+        self.key_client = self.create_client(Trigger, "request_key_frame")
+        self.create_timer(0.05, self._maybe_request_key)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.diag_period > 0:
+            self.create_timer(self.diag_period, self._publish_diagnostics)
+        if self.log_period > 0:
+            self.create_timer(self.log_period, self._log_stats)
+        self.worker = threading.Thread(target=self._work, name="decoder_worker", daemon=True)
+        self.worker.start()
+
+    def _get_model(self, name: str, direction: str):
+        key = (name, direction)
+        if key not in self._models:
+            self._models[key] = self._load_model(name, direction=direction, device=self.device)
+        return self._models[key]
+
+    # -- callbacks ------------------------------------------------------------------------------
+    def _on_encoded(self, msg: EncodedFrame):
+        with self._cv:
+            self.received += 1
+            if len(self._queue) >= self.max_queue:
+                self.overflow_drops += len(self._queue)
+                self._queue.clear()
+                self._need_key_locked("decoder fell behind, backlog dropped")
+            self._queue.append(msg)
+            self._cv.notify()
+
+    def _need_key_locked(self, why: str):
+        if not self.waiting_for_key:
+            self.get_logger().warning(f"waiting for a key frame: {why}")
+        self.waiting_for_key = True
+        self._want_key = True
+
+    def _need_key(self, why: str):
+        with self._cv:
+            self._need_key_locked(why)
+
+    def _maybe_request_key(self):
+        """Timer (executor thread): ask the encoder for a key frame while waiting for one."""
+        with self._cv:
+            want = self._want_key and self.waiting_for_key
+        now = time.monotonic()
+        if not want or now - self._last_key_request < self.key_request_interval:
+            return
+        if not self.key_client.service_is_ready():
+            return
+        self._last_key_request = now
+        with self._lock:
+            self.key_requests += 1
+        self.key_client.call_async(Trigger.Request())
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _work(self):
+        while not self._stop.is_set():
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(0.2)
+                if not self._queue:
+                    continue
+                msg = self._queue.popleft()
+            try:
+                self._handle(msg)
+            except Exception as exc:  # noqa: BLE001  (stay up; restart at the next key frame)
+                self.get_logger().error(f"decoding failed: {type(exc).__name__}: {exc}")
+                with self._lock:
+                    self.corrupt += 1
+                self.decoder = self._StreamDecoder(self.model)
+                self._need_key("decoder error")
+
+    def _handle(self, msg: EncodedFrame):
+        seq = int(msg.sequence)
+        is_key = msg.frame_type == EncodedFrame.FRAME_KEY
+        if self.last_sequence is not None and seq != self.last_sequence + 1:
+            if seq > self.last_sequence + 1:
+                with self._lock:
+                    self.gaps += 1
+                    self.lost += seq - self.last_sequence - 1
+                if not is_key:
+                    self._need_key(f"{seq - self.last_sequence - 1} message(s) lost before sequence {seq}")
+            elif not is_key:  # an old or repeated message (or an encoder restart without a key frame)
+                self._need_key(f"sequence went back from {self.last_sequence} to {seq}")
+        self.last_sequence = seq
+        with self._cv:
+            waiting = self.waiting_for_key
+        if waiting and not is_key:
+            with self._lock:
+                self.skipped += 1
+            self._need_key(f"sequence {seq} is a predicted frame")
+            return
+
+        data = bytes(msg.data)
+        try:
+            header = self._packet.read_header(data)
+        except self._packet.PacketError as exc:
+            self._corrupt(f"sequence {seq}: {exc}")
+            return
+        key = (header.model_id or msg.codec or self.model_name, header.direction)
+        if key != self._model_key:
+            self.get_logger().info(f"stream uses model {key[0]} ({key[1]}): loading it")
+            self.model = self._get_model(*key)
+            self.decoder = self._StreamDecoder(self.model)
+            self._model_key = key
+        t0 = time.perf_counter()
+        try:
+            pair = self.decoder.decode(data)
+        except self._packet.PacketError as exc:
+            self._corrupt(f"sequence {seq}: {exc}")
+            return
+        dec_ms = (time.perf_counter() - t0) * 1e3
+        if pair is None:  # the decoder itself lacks the reference
+            with self._lock:
+                self.skipped += 1
+            self._need_key(f"sequence {seq}: reference frame missing")
+            return
+        if is_key:
+            with self._cv:
+                if self.waiting_for_key:
+                    self.get_logger().info(f"key frame at sequence {seq}: decoding again")
+                self.waiting_for_key = False
+                self._want_key = False
+        self._publish(msg, header, pair)
+        now_ns = self.get_clock().now().nanoseconds
+        self._dec_ms.add(dec_ms)
+        self._lat_ms.add((now_ns - stamp_to_ns(msg.header.stamp)) / 1e6)
+        self._fps.add(1.0)
+        with self._lock:
+            self.decoded += 1
+
+    def _corrupt(self, why: str):
+        with self._lock:
+            self.corrupt += 1
+        self.get_logger().warning(f"corrupt packet: {why}")
+        self.decoder = self._StreamDecoder(self.model)  # its state may be half-updated
+        self._need_key("corrupt packet")
+
+    def _publish(self, msg: EncodedFrame, header, pair):
+        # The packet records the original pixel formats and the decoder hands the RGB frame back
+        # in that channel order already; the message's copies are the fallback.
+        rgb_enc = getattr(pair, "rgb_format", None) or msg.rgb_encoding
+        th_enc = getattr(pair, "thermal_format", None) or msg.thermal_encoding
+        if rgb_enc not in COLOR_ENCODINGS:
+            rgb_enc = "rgb8"
+        if th_enc not in THERMAL_ENCODINGS:
+            th_enc = "mono16" if np.asarray(pair.thermal).dtype == np.uint16 else "mono8"
+        rgb = np.ascontiguousarray(np.asarray(pair.rgb), dtype=np.uint8)
+        rgb_msg = numpy_to_image(rgb, rgb_enc, header=msg.header)
+        th_header = Header(stamp=msg.thermal_stamp, frame_id=msg.thermal_frame_id)
+        th_msg = numpy_to_image(thermal_as(pair.thermal, th_enc), th_enc, header=th_header)
+        self.pub_rgb.publish(rgb_msg)
+        self.pub_th.publish(th_msg)
+
+    # -- reporting ------------------------------------------------------------------------------
+    def stats(self) -> dict:
+        lat = self._lat_ms.values()
+        dec = self._dec_ms.values()
+        with self._lock:
+            s = {"received": self.received, "decoded": self.decoded, "skipped": self.skipped,
+                 "gaps": self.gaps, "lost": self.lost, "corrupt": self.corrupt,
+                 "overflow_drops": self.overflow_drops, "key_requests": self.key_requests}
+        s.update({"waiting_for_key": self.waiting_for_key, "fps": self._fps.rate(),
+                  "decode_ms_mean": mean(dec), "decode_ms_p95": percentile(dec, 95),
+                  "latency_ms_mean": mean(lat), "latency_ms_p95": percentile(lat, 95),
+                  "queue": len(self._queue)})
+        return s
+
+    def _log_stats(self):
+        s = self.stats()
+        self.get_logger().info(
+            f"decoded {s['decoded']}/{s['received']} | {s['fps']:.1f} fps | decode {s['decode_ms_mean']:.1f} ms "
+            f"(p95 {s['decode_ms_p95']:.1f}) | latency {s['latency_ms_mean']:.1f} ms (p95 {s['latency_ms_p95']:.1f}) | "
+            f"lost {s['lost']} | corrupt {s['corrupt']} | skipped {s['skipped']} | key requests {s['key_requests']}")
+
+    def _publish_diagnostics(self):
+        s = self.stats()
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: decoder"
+        status.hardware_id = self._model_key[0]
+        if s["waiting_for_key"] and s["received"]:
+            status.level, status.message = DiagnosticStatus.WARN, "waiting for a key frame"
+        elif s["corrupt"] or s["lost"] or s["overflow_drops"]:
+            status.level, status.message = DiagnosticStatus.WARN, "decoding (packets were lost or corrupt)"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "decoding"
+        status.values = [KeyValue(key=k, value=(f"{v:.3f}" if isinstance(v, float) else str(v)))
+                         for k, v in s.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+    def destroy_node(self):
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    try:
+        node = DecoderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._log_stats()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""encoder_node: time-synchronizes RGB + thermal images and publishes them compressed.
+
+Subscribes ``rgb/image`` and ``thermal/image`` (sensor_msgs/Image: rgb8/bgr8 and
+mono8/mono16/16UC1), pairs them with an approximate-time synchronizer (``sync_queue_size``,
+``sync_slop``), encodes each pair with the learned codec in a worker thread and publishes
+``encoded`` (mm_compress_ros/msg/EncodedFrame) with both inputs' stamps and frame_ids, the
+sequence number, the frame type, the model id and the quality.
+
+Real-time policy: subscription callbacks only hand messages to the synchronizer, which hands
+pairs to a single slot; the worker takes the newest pair from the slot. When encoding is slower
+than the input, a pair still waiting in the slot is replaced by the newer one and counted as a
+drop: there is no queue to grow, and latency stays bounded by about one encode time.
+
+``max_rate`` (Hz, 0: no cap) caps the encoding rate below the input rate (pairs in between are
+dropped through the same slot, and counted).
+
+Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) call, and when a
+new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``).
+
+Reports bitrate, fps, encode time and drops every ``log_period`` seconds in the log and every
+``diagnostics_period`` seconds on ``/diagnostics`` (diagnostic_msgs/DiagnosticArray).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+
+from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, image_to_numpy, to_rgb
+from mm_compress_ros.msg import EncodedFrame
+from mm_compress_ros.ros.common import Window, make_qos, mean, percentile
+from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+
+FRAME_TYPES = {"key": EncodedFrame.FRAME_KEY, "predicted": EncodedFrame.FRAME_PREDICTED}
+
+
+class LatestSlot:
+    """A one-element mailbox: ``put`` replaces an unconsumed item (returns True when it did)."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._item = None
+        self._closed = False
+
+    def put(self, item) -> bool:
+        with self._cv:
+            replaced = self._item is not None
+            self._item = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None):
+        with self._cv:
+            if self._item is None and not self._closed:
+                self._cv.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self):
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+
+class EncoderNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("encoder_node", **kwargs)
+        p = self.declare_parameter
+        self.model_name = p("model", "mmvc").value
+        self.direction = p("direction", "thermal_given_rgb").value
+        self.quality = int(p("quality", 3).value)
+        self.gop = int(p("gop", 10).value)
+        self.device = p("device", "auto").value
+        resize = list(p("resize", [0, 0]).value)
+        self.sync_queue_size = int(p("sync_queue_size", 10).value)
+        self.sync_slop = float(p("sync_slop", 0.05).value)
+        in_rel = p("input_qos_reliability", "best_effort").value
+        in_depth = int(p("input_qos_depth", 5).value)
+        out_rel = p("output_qos_reliability", "reliable").value
+        out_depth = int(p("output_qos_depth", 10).value)
+        self.key_on_new_sub = bool(p("key_frame_on_new_subscriber", True).value)
+        self.log_period = float(p("log_period", 5.0).value)
+        self.diag_period = float(p("diagnostics_period", 1.0).value)
+        self.max_rate = float(p("max_rate", 0.0).value)
+        self.torch_threads = int(p("torch_threads", 0).value)
+
+        if self.direction not in ("thermal_given_rgb", "rgb_given_thermal"):
+            raise ValueError(f"direction must be thermal_given_rgb or rgb_given_thermal, not {self.direction!r}")
+        if len(resize) != 2 or min(resize) < 0:
+            raise ValueError("resize must be [width, height] (0, 0: keep the input size)")
+        self.resize = (int(resize[0]), int(resize[1])) if resize[0] > 0 and resize[1] > 0 else None
+
+        import torch
+
+        from mm_compress_ros.codec.stream import StreamEncoder
+        from mm_compress_ros.codec.zoo import load_model
+
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+
+        t0 = time.monotonic()
+        self.model = load_model(self.model_name, direction=self.direction, device=self.device)
+        self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop)
+        self.get_logger().info(
+            f"model {self.model_name} ({self.direction}) on {self.device}, quality {self.quality}, "
+            f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
+
+        # Statistics (written by the worker and the callbacks, read by the timers).
+        self.sequence = 0
+        self.frames = 0
+        self.key_frames = 0
+        self.drops = 0                 # synchronized pairs replaced in the slot before encoding
+        self.stale = 0                 # pairs older than the last encoded one (out-of-order input)
+        self.errors = 0
+        self.unsupported = 0
+        self.key_requests = 0
+        self._enc_ms = Window(10.0)
+        self._bits = Window(10.0)
+        self._stats_lock = threading.Lock()
+        self._last_drops_reported = 0
+        self._last_stamp = -1
+
+        self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
+        self.slot = LatestSlot()
+        self._key_requested = threading.Event()
+        self._stop = threading.Event()
+
+        self.pub = self.create_publisher(EncodedFrame, "encoded", make_qos(out_rel, out_depth))
+        in_qos = make_qos(in_rel, in_depth)
+        self.create_subscription(Image, "rgb/image", self._on_rgb, in_qos)
+        self.create_subscription(Image, "thermal/image", self._on_thermal, in_qos)
+        self.create_service(Trigger, "request_key_frame", self._on_key_request)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._subscribers = 0
+        self.create_timer(0.1, self._check_subscribers)
+        if self.diag_period > 0:
+            self.create_timer(self.diag_period, self._publish_diagnostics)
+        if self.log_period > 0:
+            self.create_timer(self.log_period, self._log_stats)
+
+        self.worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
+        self.worker.start()
+
+    # -- callbacks (short: hand over and return) ------------------------------------------------
+    def _on_rgb(self, msg: Image):
+        self.sync.add(0, stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_thermal(self, msg: Image):
+        self.sync.add(1, stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_pair(self, rgb_msg: Image, thermal_msg: Image):
+        if self.slot.put((rgb_msg, thermal_msg)):
+            with self._stats_lock:
+                self.drops += 1
+
+    def _on_key_request(self, request, response):
+        self.request_key_frame("service request")
+        response.success = True
+        response.message = f"next frame after sequence {self.sequence} will be a key frame"
+        return response
+
+    def request_key_frame(self, why: str):
+        with self._stats_lock:
+            self.key_requests += 1
+        self._key_requested.set()
+        self.get_logger().info(f"key frame requested ({why})")
+
+    def _check_subscribers(self):
+        n = self.pub.get_subscription_count()
+        if n > self._subscribers and self.key_on_new_sub and self.frames > 0:
+            self.request_key_frame(f"new subscriber, {n} now")
+        self._subscribers = n
+
+    # -- worker -------------------------------------------------------------------------------
+    def _work(self):
+        next_start = 0.0
+        while not self._stop.is_set():
+            pair = self.slot.take(timeout=0.2)
+            if pair is None:
+                continue
+            if self.max_rate > 0:
+                # Rate cap: wait, then take the newest pair (the one waited on may be replaced).
+                delay = next_start - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                    newer = self.slot.take(timeout=0.0)
+                    if newer is not None:
+                        with self._stats_lock:
+                            self.drops += 1
+                        pair = newer
+                next_start = time.monotonic() + 1.0 / self.max_rate
+            try:
+                self._encode_and_publish(*pair)
+            except Exception as exc:  # noqa: BLE001  (keep the node alive, restart with a key frame)
+                with self._stats_lock:
+                    self.errors += 1
+                self._key_requested.set()
+                self.get_logger().error(f"encoding failed: {type(exc).__name__}: {exc}")
+
+    def _encode_and_publish(self, rgb_msg: Image, thermal_msg: Image):
+        stamp = stamp_to_ns(rgb_msg.header.stamp)
+        if stamp <= self._last_stamp:
+            with self._stats_lock:
+                self.stale += 1
+            return
+        if rgb_msg.encoding not in COLOR_ENCODINGS or thermal_msg.encoding not in THERMAL_ENCODINGS:
+            with self._stats_lock:
+                self.unsupported += 1
+            self.get_logger().error(
+                f"unsupported encodings {rgb_msg.encoding}/{thermal_msg.encoding} (expected "
+                f"{'/'.join(COLOR_ENCODINGS)} and {'/'.join(THERMAL_ENCODINGS)})",
+                throttle_duration_sec=5.0)
+            return
+        rgb = to_rgb(image_to_numpy(rgb_msg), rgb_msg.encoding)
+        thermal = image_to_numpy(thermal_msg)
+        if self.resize is not None:
+            import cv2
+
+            rgb = cv2.resize(rgb, self.resize, interpolation=cv2.INTER_AREA)
+            thermal = cv2.resize(thermal, self.resize, interpolation=cv2.INTER_AREA)
+        force_key = self._key_requested.is_set()
+        self._key_requested.clear()
+        t0 = time.perf_counter()
+        packet = self.encoder.encode(rgb, thermal, force_key=force_key, rgb_format=rgb_msg.encoding,
+                                     thermal_format=thermal_msg.encoding)
+        enc_ms = (time.perf_counter() - t0) * 1e3
+        frame_type = FRAME_TYPES[self.encoder.last_frame_type]
+
+        msg = EncodedFrame()
+        msg.header = rgb_msg.header
+        msg.thermal_stamp = thermal_msg.header.stamp
+        msg.thermal_frame_id = thermal_msg.header.frame_id
+        msg.rgb_encoding = rgb_msg.encoding
+        msg.thermal_encoding = thermal_msg.encoding
+        msg.sequence = self.sequence
+        msg.frame_type = frame_type
+        msg.codec = self.model_name
+        msg.quality = self.quality
+        msg.data = bytes(packet)
+        self.pub.publish(msg)
+
+        self._last_stamp = stamp
+        with self._stats_lock:
+            self.sequence += 1
+            self.frames += 1
+            self.key_frames += frame_type == EncodedFrame.FRAME_KEY
+        self._enc_ms.add(enc_ms)
+        self._bits.add(len(packet) * 8)
+
+    # -- reporting ----------------------------------------------------------------------------
+    def stats(self) -> dict:
+        enc = self._enc_ms.values()
+        with self._stats_lock:
+            s = {"frames": self.frames, "key_frames": self.key_frames, "sequence": self.sequence,
+                 "drops": self.drops, "stale": self.stale, "errors": self.errors,
+                 "unsupported": self.unsupported, "key_requests": self.key_requests}
+        s.update({"sync_evicted": self.sync.stats.evicted,
+                  "fps": self._bits.rate(), "kbps": self._bits.sum_rate() / 1000.0,
+                  "encode_ms_mean": mean(enc), "encode_ms_p95": percentile(enc, 95),
+                  "subscribers": self._subscribers})
+        return s
+
+    def _log_stats(self):
+        s = self.stats()
+        self.get_logger().info(
+            f"encoded {s['frames']} ({s['key_frames']} key) | {s['fps']:.1f} fps | {s['kbps']:.1f} kbit/s | "
+            f"encode {s['encode_ms_mean']:.1f} ms (p95 {s['encode_ms_p95']:.1f}) | drops {s['drops']} | "
+            f"unpaired {s['sync_evicted']} | errors {s['errors']}")
+
+    def _publish_diagnostics(self):
+        s = self.stats()
+        status = DiagnosticStatus()
+        status.name = f"{self.get_fully_qualified_name()}: encoder"
+        status.hardware_id = self.model_name
+        new_drops = s["drops"] - self._last_drops_reported
+        self._last_drops_reported = s["drops"]
+        if s["errors"] or s["unsupported"]:
+            status.level, status.message = DiagnosticStatus.ERROR, "encoding errors"
+        elif new_drops:
+            status.level, status.message = DiagnosticStatus.WARN, f"dropping frames: encoder slower than input ({new_drops} since last report)"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "encoding"
+        status.values = [KeyValue(key=k, value=(f"{v:.3f}" if isinstance(v, float) else str(v)))
+                         for k, v in s.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+    def destroy_node(self):
+        self._stop.set()
+        self.slot.close()
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(argv=None) -> int:
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    try:
+        node = EncoderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node._log_stats()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
