@@ -74,7 +74,8 @@ class RosProcess:
         self.pid = self.proc.pid
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def poll(self):
@@ -129,11 +130,40 @@ class RosLauncher:
 
     def stop_all(self) -> None:
         for p in reversed(self.procs):
-            p.stop()
+            if not p._log.closed:
+                p.stop()
 
     def logs(self) -> str:
         return "\n".join(f"----- {p.name} (pid {p.pid}, rc {p.poll()}) -----\n{p.output()[-4000:]}"
                          for p in self.procs)
+
+
+def start_launch(ros: "RosLauncher", launch_name: str, args: dict | None = None,
+                 params: dict | None = None, only: tuple[str, ...] | None = None) -> dict[str, "RosProcess"]:
+    """Start the nodes of launch/<launch_name> as ``ros2 launch`` would (same executables,
+    parameter files, remappings and launch-argument defaults, read from the launch file's node
+    table), each as its own process; ``params`` adds per-node parameter overrides."""
+    from mm_compress_ros.ros.launch_table import node_commands
+
+    procs = {}
+    for cmd in node_commands(launch_name, args, params, share=SHARE_DIR, lib=LIB_DIR,
+                             python=sys.executable):
+        if only is None or cmd.name in only:
+            procs[cmd.name] = ros.start(cmd.name, cmd.argv)
+    return procs
+
+
+def wait_for_log(proc: "RosProcess", text: str, timeout: float, ros: "RosLauncher" | None = None):
+    """Wait until ``text`` appears in the process output; fail with all logs if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in proc.output():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    logs = ros.logs() if ros else proc.output()[-4000:]
+    pytest.fail(f"{proc.name}: no {text!r} within {timeout:.0f}s (rc {proc.poll()})\n{logs}", pytrace=False)
 
 
 @pytest.fixture

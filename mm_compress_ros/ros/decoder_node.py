@@ -85,7 +85,7 @@ class DecoderNode(Node):
         self.model = self._get_model(self.model_name, self.direction)
         self.decoder = StreamDecoder(self.model)
         self._model_key = (self.model_name, self.direction)
-        self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.device}, "
+        self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.model.device}, "
                                f"loaded in {time.monotonic() - t0:.1f} s")
 
         self._queue: collections.deque = collections.deque()
@@ -277,8 +277,11 @@ class DecoderNode(Node):
         return s
 
     def _log_stats(self):
+        self.get_logger().info(self.stats_line())
+
+    def stats_line(self) -> str:
         s = self.stats()
-        self.get_logger().info(
+        return (
             f"decoded {s['decoded']}/{s['received']} | {s['fps']:.1f} fps | decode {s['decode_ms_mean']:.1f} ms "
             f"(p95 {s['decode_ms_p95']:.1f}) | latency {s['latency_ms_mean']:.1f} ms (p95 {s['latency_ms_p95']:.1f}) | "
             f"lost {s['lost']} | corrupt {s['corrupt']} | skipped {s['skipped']} | key requests {s['key_requests']}")
@@ -320,7 +323,7 @@ def main(argv=None) -> int:
         pass
     finally:
         if node is not None:
-            node._log_stats()
+            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -109,7 +109,7 @@ class EncoderNode(Node):
         self.model = load_model(self.model_name, direction=self.direction, device=self.device)
         self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop)
         self.get_logger().info(
-            f"model {self.model_name} ({self.direction}) on {self.device}, quality {self.quality}, "
+            f"model {self.model_name} ({self.direction}) on {self.model.device}, quality {self.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
 
         # Statistics (written by the worker and the callbacks, read by the timers).
@@ -268,8 +268,11 @@ class EncoderNode(Node):
         return s
 
     def _log_stats(self):
+        self.get_logger().info(self.stats_line())
+
+    def stats_line(self) -> str:
         s = self.stats()
-        self.get_logger().info(
+        return (
             f"encoded {s['frames']} ({s['key_frames']} key) | {s['fps']:.1f} fps | {s['kbps']:.1f} kbit/s | "
             f"encode {s['encode_ms_mean']:.1f} ms (p95 {s['encode_ms_p95']:.1f}) | drops {s['drops']} | "
             f"unpaired {s['sync_evicted']} | errors {s['errors']}")
@@ -312,7 +315,7 @@ def main(argv=None) -> int:
         pass
     finally:
         if node is not None:
-            node._log_stats()
+            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
