@@ -1,0 +1,4 @@
+"""Evaluation: traditional-codec anchors (x265, JPEG), quality metrics, BD-rate, RD reports.
+
+Nothing here imports rclpy; ``mm-compress eval`` is registered by :mod:`.report`.
+"""

@@ -1,0 +1,402 @@
+"""``mm-compress eval``: rate-distortion of the project's codec against x265 and JPEG anchors.
+
+For every codec and setting (x265 QP, JPEG quality, the model's quality level) every sequence is
+coded for real, decoded, and measured per frame: bits (bpp of each modality over that
+modality's pixels), PSNR and MS-SSIM. A point of the RD curve is the mean over all frames of all
+sequences of the per-frame bpp, PSNR and MS-SSIM. BD-rates are computed against x265 intra per
+modality (PSNR, and MS-SSIM in dB). Outputs in ``--out``: ``rd.json`` (all points, per-frame
+values, timings), ``rd.md`` (tables) and ``rd_<modality>.png`` (curves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import anchors as anc
+from .bdrate import BDError, bd_psnr, bd_rate, rate_at
+from .metrics import bpp, ms_ssim, msssim_db, psnr
+
+MODALITIES = ("thermal", "rgb")
+REFERENCE = "x265-intra"
+MODES = {"image": 1, "video": None}   # our codec: image mode = all key frames; video = --gop
+PSNR_CAP = 100.0                      # per-frame PSNR of a lossless frame is counted as this
+TARGET_PSNR = 35.0                    # the bpp at this PSNR is reported beside the BD-rates
+
+
+@dataclass
+class Job:
+    codec: str          # name in the report
+    kind: str           # "anchor" or "model"
+    setting: int        # QP, JPEG quality or model quality level
+    setting_name: str   # "qp", "quality" or "level"
+    gop: int = 1
+    label: str = ""
+
+
+@dataclass
+class PointAccumulator:
+    frames: dict = field(default_factory=lambda: {m: {"bits": [], "bpp": [], "psnr": [], "msssim": [],
+                                                     "sequence": [], "index": [], "type": []}
+                                                 for m in MODALITIES})
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    coded_s: float = 0.0
+    pairs: int = 0
+
+
+def _measure(acc: PointAccumulator, modality: str, seq: str, index: int, ref: np.ndarray,
+             dec: np.ndarray, bits: float, frame_type: str, with_msssim: bool) -> None:
+    f = acc.frames[modality]
+    p = psnr(ref, dec)
+    f["bits"].append(float(bits))
+    f["bpp"].append(bpp(bits, ref.shape))
+    f["psnr"].append(min(p, PSNR_CAP))
+    f["msssim"].append(ms_ssim(ref, dec) if with_msssim else None)
+    f["sequence"].append(seq)
+    f["index"].append(index)
+    f["type"].append(frame_type)
+
+
+def _anchor_frame_types(codec: str, n: int, keyint: int) -> list[str]:
+    if codec == "x265-video":
+        return ["key" if i % keyint == 0 else "predicted" for i in range(n)]
+    return ["key"] * n
+
+
+def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = True) -> PointAccumulator:
+    acc = PointAccumulator()
+    for seq in seqs:
+        if job.kind == "anchor":
+            for modality in MODALITIES:
+                frames = getattr(seq, modality)
+                t0 = time.perf_counter()
+                coded = anc.run_anchor(job.codec, frames, job.setting, keyint=keyint)
+                acc.coded_s += time.perf_counter() - t0
+                types = _anchor_frame_types(job.codec, len(frames), keyint)
+                for i, (src, c) in enumerate(zip(frames, coded)):
+                    _measure(acc, modality, seq.name, i, src, c.decoded, c.bits, types[i], with_msssim)
+            acc.pairs += len(seq)
+        else:
+            from .learned import run_sequence
+
+            results = run_sequence(model, seq.rgb, seq.thermal, job.setting, job.gop)
+            for i, r in enumerate(results):
+                acc.encode_s += r.encode_s
+                acc.decode_s += r.decode_s
+                for modality in MODALITIES:
+                    src = getattr(seq, modality)[i]
+                    _measure(acc, modality, seq.name, i, src, r.decoded[modality], r.bits[modality],
+                             r.frame_type, with_msssim)
+            acc.pairs += len(seq)
+    return acc
+
+
+def _mean(values):
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(job: Job, acc: PointAccumulator) -> dict:
+    point = {"setting": job.setting, "setting_name": job.setting_name, "gop": job.gop, "pairs": acc.pairs}
+    for m in MODALITIES:
+        f = acc.frames[m]
+        point[m] = {"bpp": _mean(f["bpp"]), "psnr": _mean(f["psnr"]), "msssim": _mean(f["msssim"]),
+                    "frames": f}
+    if job.kind == "anchor":
+        point["seconds_per_pair"] = acc.coded_s / max(acc.pairs, 1)   # encode + decode, both modalities
+    else:
+        point["encode_s_per_pair"] = acc.encode_s / max(acc.pairs, 1)
+        point["decode_s_per_pair"] = acc.decode_s / max(acc.pairs, 1)
+    return point
+
+
+def _curve(points, modality, metric):
+    rate = [p[modality]["bpp"] for p in points]
+    if metric == "psnr":
+        q = [p[modality]["psnr"] for p in points]
+    else:
+        q = [msssim_db(p[modality]["msssim"]) if p[modality]["msssim"] is not None else None for p in points]
+    pairs = [(r, v) for r, v in zip(rate, q) if r is not None and v is not None and math.isfinite(v)]
+    return [r for r, _ in pairs], [v for _, v in pairs]
+
+
+def bd_table(codecs: dict, reference: str = REFERENCE) -> dict:
+    """BD-rate (%) and BD-PSNR (dB) of every codec against ``reference``, per modality."""
+    out = {}
+    for m in MODALITIES:
+        out[m] = {}
+        for name, c in codecs.items():
+            row = {}
+            r_test, q_test = _curve(c["points"], m, "psnr")
+            row["bpp_at_%gdB" % TARGET_PSNR] = rate_at(r_test, q_test, TARGET_PSNR) if len(r_test) >= 2 else None
+            if reference in codecs and name != reference:
+                for metric in ("psnr", "msssim_db"):
+                    ra, qa = _curve(codecs[reference]["points"], m, metric)
+                    rt, qt = _curve(c["points"], m, metric)
+                    try:
+                        row[f"bd_rate_{metric}"] = bd_rate(ra, qa, rt, qt)
+                    except BDError as exc:
+                        row[f"bd_rate_{metric}"] = None
+                        row[f"bd_rate_{metric}_why"] = str(exc)
+                ra, qa = _curve(codecs[reference]["points"], m, "psnr")
+                try:
+                    row["bd_psnr"] = bd_psnr(ra, qa, r_test, q_test)
+                except BDError as exc:
+                    row["bd_psnr"] = None
+                    row["bd_psnr_why"] = str(exc)
+            out[m][name] = row
+    return out
+
+
+def anchor_labels(keyint: int) -> dict:
+    return {
+        "x265-intra": "HEVC intra, BPG-like (libx265 preset slow, tune ssim, keyint 1, 4:4:4 / gray)",
+        "x265-video": f"HEVC low-delay P (libx265 preset medium, tune psnr, bframes 0, keyint {keyint})",
+        "jpeg": "JPEG (OpenCV, 4:2:0 / gray), as compressed_image_transport",
+    }
+
+
+def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.DEFAULT_JPEG_QUALITIES,
+             model=None, qualities=None, modes=("image", "video"), gop: int = 10, keyint: int = 10,
+             with_msssim: bool = True, progress: bool = True) -> dict:
+    """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring)."""
+    from tqdm import tqdm
+
+    labels = anchor_labels(keyint)
+    jobs: list[Job] = []
+    for a in anchors:
+        settings, sname = (jpeg_qualities, "quality") if a == "jpeg" else (qps, "qp")
+        for s in settings:
+            jobs.append(Job(a, "anchor", int(s), sname, gop=keyint if a == "x265-video" else 1, label=labels[a]))
+    if model is not None:
+        levels = list(qualities) if qualities else list(range(1, model.levels + 1))
+        for mode in modes:
+            g = MODES[mode] or gop
+            name = f"{model.name}-{mode}"
+            for q in levels:
+                jobs.append(Job(name, "model", int(q), "level", gop=g,
+                                label=f"{model.name} ({model.direction}), {mode} mode, GOP {g}"))
+    codecs: dict = {}
+    bar = tqdm(jobs, desc="eval", unit="point", disable=not progress)
+    for job in bar:
+        bar.set_postfix_str(f"{job.codec} {job.setting_name} {job.setting}")
+        acc = run_job(job, seqs, model=model, keyint=keyint, with_msssim=with_msssim)
+        c = codecs.setdefault(job.codec, {"label": job.label, "kind": job.kind, "gop": job.gop, "points": []})
+        c["points"].append(summarise(job, acc))
+    for c in codecs.values():
+        c["points"].sort(key=lambda p: p["thermal"]["bpp"] or 0.0)
+    result = {
+        "sequences": [{"name": s.name, "frames": len(s), "rgb_size": list(s.rgb[0].shape[:2]),
+                       "thermal_size": list(s.thermal[0].shape[:2])} for s in seqs],
+        "codecs": codecs,
+        "bd": bd_table(codecs),
+        "reference": REFERENCE,
+        "conventions": {
+            "bpp": "bits of one modality / pixels of that modality, mean over frames",
+            "psnr": f"per-frame PSNR (RGB: MSE over the 3 channels; peak 255), mean over frames, capped at {PSNR_CAP} dB",
+            "msssim": "per-frame MS-SSIM (pytorch_msssim; RGB channels averaged), mean over frames",
+            "model_bits": "packet sections per modality; alignment section counts for the dependent modality; "
+                          "header, section table and CRC split in proportion to payload bytes",
+            "bd_rate": "piecewise-cubic (PCHIP) Bjontegaard delta rate against x265-intra, % (negative = fewer bits)",
+        },
+    }
+    if model is not None:
+        result["model"] = {"name": model.name, "direction": model.direction, "sha256": model.sha256,
+                           "levels": model.levels, "card": {k: v for k, v in model.card.items() if k != "config"},
+                           "config": model.card.get("config")}
+    return result
+
+
+# -- output ------------------------------------------------------------------------------------
+
+def _json_safe(o):
+    if isinstance(o, dict):
+        return {k: _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        o = float(o)
+        return o if math.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _fmt(v, nd=3, pct=False):
+    if v is None:
+        return "n/a"
+    return f"{v:+.1f} %" if pct else f"{v:.{nd}f}"
+
+
+def render_markdown(result: dict, plots: dict | None = None, heading: str = "##") -> str:
+    lines = []
+    codecs = result["codecs"]
+    for m in MODALITIES:
+        lines.append(f"{heading} {m}: rate-distortion\n")
+        if plots and m in plots:
+            lines.append(f"![{m} RD curves]({plots[m]})\n")
+        lines.append("| codec | setting | bpp | PSNR (dB) | MS-SSIM | s / pair |")
+        lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
+        for name, c in codecs.items():
+            for p in c["points"]:
+                v = p[m]
+                t = p.get("seconds_per_pair")
+                tt = (f"{t:.2f} (enc+dec)" if t is not None else
+                      f"{p['encode_s_per_pair']:.2f} + {p['decode_s_per_pair']:.2f}")
+                lines.append(f"| {name} | {p['setting_name']} {p['setting']} | {_fmt(v['bpp'], 4)} | "
+                             f"{_fmt(v['psnr'], 2)} | {_fmt(v['msssim'], 4)} | {tt} |")
+        lines.append("")
+    lines.append(f"{heading} BD-rate against {result['reference']} (per modality)\n")
+    key = "bpp_at_%gdB" % TARGET_PSNR
+    lines.append(f"| codec | modality | BD-rate (PSNR) | BD-PSNR (dB) | BD-rate (MS-SSIM dB) | bpp at {TARGET_PSNR:g} dB |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: |")
+    for m in MODALITIES:
+        for name, row in result["bd"][m].items():
+            if name == result["reference"]:
+                lines.append(f"| {name} (reference) | {m} | 0 | 0 | 0 | {_fmt(row.get(key), 4)} |")
+                continue
+            bdp = row.get("bd_psnr")
+            lines.append(f"| {name} | {m} | {_fmt(row.get('bd_rate_psnr'), pct=True)} | "
+                         f"{'n/a' if bdp is None else f'{bdp:+.2f}'} | "
+                         f"{_fmt(row.get('bd_rate_msssim_db'), pct=True)} | {_fmt(row.get(key), 4)} |")
+    lines.append("")
+    lines.append("n/a: the curves do not overlap in quality (or rate), so no BD value exists over a shared range.\n")
+    for name, c in codecs.items():
+        lines.append(f"- `{name}`: {c['label']}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict, out_dir: Path, prefix: str = "rd") -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    for m in MODALITIES:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for name, c in result["codecs"].items():
+            style = "--" if c["kind"] == "anchor" else "-"
+            for ax, metric in zip(axes, ("psnr", "msssim_db")):
+                r, q = _curve(c["points"], m, metric)
+                if r:
+                    ax.plot(r, q, style, marker="o", ms=3, label=name)
+        axes[0].set_ylabel("PSNR (dB)")
+        axes[1].set_ylabel("MS-SSIM (dB)")
+        for ax in axes:
+            ax.set_xlabel(f"bits per {m} pixel")
+            ax.set_xscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].legend(fontsize=8)
+        n = sum(s["frames"] for s in result["sequences"])
+        fig.suptitle(f"{m}: {len(result['sequences'])} sequence(s), {n} frames")
+        fig.tight_layout()
+        path = out_dir / f"{prefix}_{m}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths[m] = path.name
+    return paths
+
+
+def write_outputs(result: dict, out_dir: Path, prefix: str = "rd") -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = plot(result, out_dir, prefix)
+    (out_dir / f"{prefix}.json").write_text(json.dumps(_json_safe(result), indent=1) + "\n")
+    (out_dir / f"{prefix}.md").write_text(render_markdown(result, plots, heading="##"))
+    return {"json": str(out_dir / f"{prefix}.json"), "markdown": str(out_dir / f"{prefix}.md"),
+            "plots": [str(out_dir / p) for p in plots.values()]}
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def _int_list(values, what, lo, hi):
+    from ..cli import CliError
+
+    for v in values:
+        if not lo <= v <= hi:
+            raise CliError(f"{what} {v} is outside {lo}..{hi}")
+    return values
+
+
+def cmd_eval(args) -> None:
+    from ..cli import CliError
+    from .sequences import load_sequences, parse_crop
+
+    if args.frames < 0:
+        raise CliError(f"--frames must be >= 0, got {args.frames}")
+    if args.gop < 1 or args.keyint < 1:
+        raise CliError("--gop and --keyint must be >= 1")
+    _int_list(args.qp, "QP", 0, 51)
+    _int_list(args.jpeg_quality, "JPEG quality", 1, 100)
+    crop = parse_crop(args.crop)
+    model = None
+    if not args.no_model:
+        from ..codec.zoo import load_model
+
+        try:
+            model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
+        except ValueError as exc:  # ModelError, bad device
+            raise CliError(f"{exc} (pass --no-model to evaluate the anchors only)") from None
+        if args.quality:
+            _int_list(args.quality, "quality", 1, model.levels)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    seqs = load_sequences(args.data, frames=args.frames, crop=crop, sequences=args.sequences)
+    t0 = time.perf_counter()
+    try:
+        result = evaluate(seqs, anchors=args.anchors, qps=args.qp, jpeg_qualities=args.jpeg_quality,
+                          model=model, qualities=args.quality, modes=args.modes, gop=args.gop,
+                          keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet)
+    except anc.AnchorError as exc:
+        raise CliError(str(exc)) from None
+    result["run"] = {"data": str(args.data), "frames_per_sequence": args.frames or "all", "crop": args.crop,
+                     "seconds": round(time.perf_counter() - t0, 1), "python": platform.python_version(),
+                     "machine": platform.machine(), "argv": sys.argv[1:]}
+    files = write_outputs(result, Path(args.out))
+    summary = {m: {n: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
+                       if k.startswith("bd_rate_psnr") or k.startswith("bpp_at")}
+                   for n, row in result["bd"][m].items()} for m in MODALITIES}
+    print(json.dumps({**files, "seconds": result["run"]["seconds"], "bd": summary}))
+
+
+def add_eval_parser(subparsers) -> None:
+    from ..codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+
+    p = subparsers.add_parser(
+        "eval", help="rate-distortion table + plots: the codec against x265 and JPEG anchors",
+        description="Codes every sequence of DATA with each codec and setting, decodes it, and writes "
+                    "rd.json, rd.md and rd_<modality>.png to --out.")
+    p.add_argument("data", help="sequences: DATA/<seq>/{rgb,thermal}/ (or .mp4), or one sequence folder")
+    p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
+    p.add_argument("--frames", type=int, default=0, help="first N frames of each sequence (default all)")
+    p.add_argument("--sequences", nargs="+", help="only these sequence names")
+    p.add_argument("--crop", help="centre crop WxH of every frame, e.g. 256x192")
+    p.add_argument("--quality", type=int, nargs="+", help="model quality levels (default 1..L)")
+    p.add_argument("--modes", nargs="*", default=["image", "video"], choices=list(MODES),
+                   help="the model's modes: image (all key frames) and video (--gop)")
+    p.add_argument("--gop", type=int, default=10, help="GOP of the model's video mode (default 10)")
+    p.add_argument("--anchors", nargs="*", default=list(anc.ANCHORS), choices=list(anc.ANCHORS),
+                   help="anchors to run (default all; none with an empty list)")
+    p.add_argument("--qp", type=int, nargs="+", default=list(anc.DEFAULT_QPS), help="x265 QPs")
+    p.add_argument("--jpeg-quality", type=int, nargs="+", default=list(anc.DEFAULT_JPEG_QUALITIES))
+    p.add_argument("--keyint", type=int, default=10, help="key frame interval of x265-video (default 10)")
+    p.add_argument("--no-model", action="store_true", help="anchors only")
+    p.add_argument("--no-msssim", action="store_true", help="skip MS-SSIM (faster)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"])
+    p.add_argument("--weights", help="explicit .safetensors model file (its .json card beside it)")
+    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)

@@ -1,0 +1,129 @@
+"""`mm-compress eval` end to end on a crop of 2 real frames, with a freshly exported temp model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATA_ROOT
+from mm_compress_ros.cli import main
+
+SEQS = DATA_ROOT / "m3svd_seq"
+pytestmark = pytest.mark.needs_data
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained (freshly initialised) model exported like a shipped one; never committed."""
+    import torch
+
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import export_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny-thermal_given_rgb.safetensors"
+    export_model(MultiModalCodec(ModelConfig(N=16, M=24, ctx=8, align=8, levels=3)), path,
+                 {"name": "tiny", "summary": "untrained, for tests"})
+    return path
+
+
+def test_split_bits_adds_up_to_the_packet(tiny_model):
+    from mm_compress_ros.codec.packet import read_packet
+    from mm_compress_ros.codec.zoo import load_model
+    from mm_compress_ros.eval.learned import run_sequence, split_bits
+    from mm_compress_ros.codec.stream import StreamEncoder
+    from mm_compress_ros.eval.sequences import center_crop
+    from mm_compress_ros.io.frames import read_rgb, read_thermal
+
+    model = load_model(path=tiny_model, device="cpu")
+    seq = SEQS / "0111_1716"
+    rgb = [center_crop(read_rgb(seq / "rgb" / f"{i:04d}.png"), (96, 64)) for i in range(2)]
+    th = [center_crop(read_thermal(seq / "thermal" / f"{i:04d}.png"), (96, 64)) for i in range(2)]
+    enc = StreamEncoder(model, quality=2, gop=2, stream_id=0)
+    for r, t, kind in zip(rgb, th, ("key", "predicted")):
+        pkt = enc.encode(r, t)
+        assert enc.last_frame_type == kind
+        h, sections = read_packet(pkt)
+        bits = split_bits(pkt, "rgb", "thermal")
+        assert bits["rgb"] + bits["thermal"] == pytest.approx(8 * len(pkt))
+        payload_rgb = 8 * (len(sections[0]) + len(sections[1]))
+        assert payload_rgb < bits["rgb"] < payload_rgb + 8 * (len(pkt) - sum(map(len, sections)))
+        if kind == "key":  # the alignment section belongs to the dependent (thermal) side
+            assert bits["thermal"] >= 8 * sum(len(s) for s in sections[2:5])
+    res = run_sequence(model, rgb, th, quality=2, gop=2)
+    assert [r.frame_type for r in res] == ["key", "predicted"]
+    assert all(r.decoded["thermal"].shape == th[0].shape and r.decoded["rgb"].shape == rgb[0].shape for r in res)
+    assert all(sum(r.bits.values()) == pytest.approx(r.packet_bits) for r in res)
+
+
+def test_eval_cli_on_a_crop(tiny_model, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "3", "--crop", "96x64",
+               "--weights", str(tiny_model), "--quality", "1", "3", "--gop", "2", "--keyint", "2",
+               "--qp", "27", "37", "47", "--jpeg-quality", "20", "60", "90", "--out", str(out),
+               "--quiet", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = json.loads((out / "rd.json").read_text())
+    assert set(res["codecs"]) == {"x265-intra", "x265-video", "jpeg", "tiny-image", "tiny-video"}
+    assert res["sequences"] == [{"name": "0111_1716", "frames": 3, "rgb_size": [64, 96], "thermal_size": [64, 96]}]
+    for name, c in res["codecs"].items():
+        assert len(c["points"]) == (2 if name.startswith("tiny") else 3)
+        for p in c["points"]:
+            for m in ("thermal", "rgb"):
+                f = p[m]["frames"]
+                assert len(f["bits"]) == 3 and all(b > 0 for b in f["bits"])
+                assert p[m]["bpp"] == pytest.approx(np.mean(f["bits"]) / (96 * 64))
+                assert 5 < p[m]["psnr"] < 100 and 0 < p[m]["msssim"] <= 1
+    # model frame types follow the GOP; image mode is all key frames
+    assert res["codecs"]["tiny-video"]["points"][0]["thermal"]["frames"]["type"] == ["key", "predicted", "key"]
+    assert set(res["codecs"]["tiny-image"]["points"][0]["rgb"]["frames"]["type"]) == {"key"}
+    # anchors behave like anchors on real data: more bits, better PSNR, per modality
+    for name in ("x265-intra", "jpeg"):
+        pts = sorted(res["codecs"][name]["points"], key=lambda p: p["rgb"]["bpp"])
+        assert [p["rgb"]["psnr"] for p in pts] == sorted(p["rgb"]["psnr"] for p in pts)
+    bd = res["bd"]
+    for m in ("thermal", "rgb"):
+        assert isinstance(bd[m]["x265-video"]["bd_rate_psnr"], float)
+        assert bd[m]["jpeg"]["bd_rate_psnr"] is None or bd[m]["jpeg"]["bd_rate_psnr"] > 0
+    md = (out / "rd.md").read_text()
+    assert "| codec | setting | bpp | PSNR (dB) | MS-SSIM |" in md and "BD-rate against x265-intra" in md
+    for m in ("thermal", "rgb"):
+        assert (out / f"rd_{m}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert printed["json"] == str(out / "rd.json")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--crop", "12x12"], "smaller than 16x16"),
+    (["--crop", "abc"], "WIDTHxHEIGHT"),
+    (["--crop", "2000x100"], "larger than"),
+    (["--sequences", "nope"], "no sequence nope"),
+    (["--weights", "/nonexistent/m.safetensors"], "--no-model"),
+    (["--qp", "60"], "QP 60"),
+    (["--frames", "-1"], "--frames"),
+])
+def test_eval_cli_one_line_errors(extra, message, tmp_path, capsys):
+    args = ["eval", str(SEQS), "--no-model", "--frames", "1", "--anchors", "jpeg", "--out", str(tmp_path), "--quiet"]
+    if "--weights" in extra:
+        args.remove("--no-model")
+    rc = main(args + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("mm-compress: error:") and message in err
+
+
+def test_eval_cli_bad_data(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing"), "--no-model", "--quiet"]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", str(tmp_path / "empty"), "--no-model", "--quiet"]) == 2
+    assert "no sequences" in capsys.readouterr().err
+
+
+def test_eval_cli_one_sequence_folder_anchors_only(tmp_path, capsys):
+    out = tmp_path / "one"
+    rc = main(["eval", str(SEQS / "0114_1551"), "--no-model", "--frames", "2", "--crop", "64x48",
+               "--anchors", "jpeg", "--jpeg-quality", "30", "80", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "rd.json").read_text())
+    assert list(res["codecs"]) == ["jpeg"] and res["sequences"][0]["name"] == "0114_1551"
+    assert res["bd"]["rgb"]["jpeg"] == {"bpp_at_35dB": res["bd"]["rgb"]["jpeg"]["bpp_at_35dB"]}
