@@ -224,3 +224,42 @@ def test_decoder_recovers_after_lost_and_corrupt_packets(ros, tmp_path):
     diag = last_diag(out, ": decoder")
     assert int(diag["lost"]) == len(drop) and int(diag["corrupt"]) == 1, diag
     assert int(diag["key_requests"]) >= 2
+
+
+def test_encoder_pairs_9hz_thermal_with_30hz_rgb(ros, tmp_path):
+    """A 9 Hz thermal camera against 30 Hz RGB with a trigger offset: the encoder's
+    approximate-time synchronizer pairs every thermal frame with an RGB frame within the slop."""
+    need_data()
+    mon, out = start_monitor(ros, tmp_path)
+    slop = 0.02
+    params = {
+        "sample_publisher": sample_params(60, 30.0, thermal_rate=9.0, thermal_stamp_offset=0.004),
+        "encoder_node": {"torch_threads": THREADS, "sync_slop": slop, "sync_queue_size": 10,
+                         "diagnostics_period": 0.5},
+    }
+    enc_proc = start_launch(ros, "pipeline.launch.py", {"path": str(SEQ)}, params, only=("encoder_node",))["encoder_node"]
+    wait_for_log(enc_proc, "loaded in", 120, ros)
+    sample = start_launch(ros, "pipeline.launch.py", {"path": str(SEQ)}, params, only=("sample_publisher",))["sample_publisher"]
+    try:
+        assert sample.wait(timeout=60) == 0
+        wait_until_drained(out, 30, quiet=3.0)
+    finally:
+        ros.stop_all()
+    logs = ros.logs()
+    raw_rgb = {r["stamp"] for r in records(out, "raw", "rgb")}
+    raw_th = sorted(r["stamp"] for r in records(out, "raw", "thermal"))
+    enc = records(out, "encoded")
+    diag = last_diag(out, ": encoder")
+    assert diag is not None and enc, logs
+    assert len(raw_rgb) >= 55, logs
+    duration = (max(raw_rgb) - min(raw_rgb)) / 1e9  # 2 s, or more when frame reading lags
+    assert abs(len(raw_th) - 9.0 * duration) <= 3, (len(raw_th), duration)
+    for e in enc:
+        assert e["stamp"] in raw_rgb and e["thermal_stamp"] in raw_th
+        assert abs(e["stamp"] - e["thermal_stamp"]) < slop * 1e9
+    th_stamps = [e["thermal_stamp"] for e in enc]
+    assert th_stamps == sorted(set(th_stamps))  # each thermal frame used once, in time order
+    pairs = int(diag["frames"]) + int(diag["drops"]) + int(diag["stale"])
+    assert pairs >= 0.8 * len(raw_th), (pairs, len(raw_th), diag)
+    # Unpaired RGB frames (about 2 of every 3) leave the synchronizer's bounded queue.
+    assert int(diag["sync_evicted"]) >= len(raw_rgb) - pairs - 10

@@ -65,7 +65,10 @@ class SamplePublisher(Node):
         self.pub_rgb = self.create_publisher(Image, "rgb/image", qos)
         self.pub_th = self.create_publisher(Image, "thermal/image", qos)
 
-        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        # Prefetch: frames are read/rendered ahead (also while waiting for subscribers), up to
+        # prefetch_mb of memory, so that file decoding never stalls the publishing timer.
+        self.prefetch_mb = float(p("prefetch_mb", 64.0).value)
+        self._queue: queue.Queue = queue.Queue(maxsize=self._prefetch_frames(size))
         self._stop = threading.Event()
         self._exhausted = threading.Event()
         self._reader = threading.Thread(target=self._read_loop, name="sample_reader", daemon=True)
@@ -88,6 +91,11 @@ class SamplePublisher(Node):
                           if self.thermal_rate > 0 else None)
 
     # -- frames ------------------------------------------------------------------------------
+    def _prefetch_frames(self, size) -> int:
+        w, h = size if size else (640, 480)
+        pair_bytes = w * h * 5  # RGB (3 bytes) + thermal (up to 2 bytes) per pixel
+        return int(max(2, min(1000, self.prefetch_mb * 2**20 // pair_bytes)))
+
     def _read_loop(self):
         try:
             for pair in self._frames:
@@ -106,6 +114,10 @@ class SamplePublisher(Node):
     def _ready(self) -> bool:
         if self._start_wall is not None:
             return True
+        # Start with a full prefetch buffer (bounded wait), so that reading never lags at first.
+        if (not self._queue.full() and not self._exhausted.is_set()
+                and time.monotonic() - self._wait_started < self.wait_timeout):
+            return False
         if self.wait_for_subscribers > 0:
             n = min(self.pub_rgb.get_subscription_count(), self.pub_th.get_subscription_count())
             if n < self.wait_for_subscribers and time.monotonic() - self._wait_started < self.wait_timeout:

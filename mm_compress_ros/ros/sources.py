@@ -38,26 +38,53 @@ def _resize(img: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return cv2.resize(img, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
 
 
+CACHE_BYTES = 256 * 2**20  # a looping source is kept in memory when it fits
+
+
+def _looping(read_once, loop: bool, cache_bytes: int = CACHE_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yields the pairs of ``read_once()``, again and again when ``loop``; the first pass is kept
+    in memory (when it fits in ``cache_bytes``) so that later passes cost no decoding."""
+    cache: list | None = []
+    used = 0
+    for pair in read_once():
+        if cache is not None:
+            used += pair[0].nbytes + pair[1].nbytes
+            if loop and used <= cache_bytes:
+                cache.append(pair)
+            else:
+                cache = None
+        yield pair
+    if not loop:
+        return
+    if cache:
+        while True:
+            yield from cache
+    while True:
+        yield from read_once()
+
+
 def iter_folder(path, size=None, loop=False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     from mm_compress_ros.io.frames import iter_pairs
 
     p = Path(path)
-    while True:
+
+    def once():
         for rgb, th in iter_pairs(p / "rgb", p / "thermal"):
             yield _resize(rgb, size), _resize(th, size)
-        if not loop:
-            return
+
+    return _looping(once, loop)
 
 
 def iter_video(path, size=None, loop=False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     from mm_compress_ros.io.frames import iter_pairs
 
     p = Path(path)
-    while True:
+
+    def once():
         for rgb, th in iter_pairs(p / "rgb.mp4", p / "thermal.mp4"):
             yield _resize(rgb, size), _resize(th, size)
-        if not loop:
-            return
+
+    return _looping(once, loop)
 
 
 class SyntheticScene:
