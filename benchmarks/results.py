@@ -64,7 +64,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
     L = ["# Results", ""]
     L.append(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by\n\n```\n{command}\n```\n")
     L.append(f"- Data: `{result['run']['data']}`: {len(seqs)} sequences "
-             f"({', '.join(s['name'] for s in seqs)}), {n} RGB + thermal pairs, {w}x{h}"
+             f"({', '.join(s['name'] for s in seqs)}), "
+             f"{'the first ' + str(args.frames) + ' frames of each, ' if args.frames else ''}"
+             f"{n} RGB + thermal pairs, {w}x{h}"
              f"{' (centre crop ' + args.crop + ')' if args.crop else ''}, lossless PNG (M3SVD, MIT). "
              "Never used for training.")
     L.append(f"- Machine: {cpu_name()}, {os.cpu_count()} cores, no GPU used; this run took {seconds / 60:.1f} min.")
@@ -79,8 +81,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
              "no info SEI. RGB as 4:4:4 full-range BT.601 YCbCr (BPG's default), thermal as 4:0:0 gray. "
              "QPs " + ", ".join(map(str, args.qp)) + ".")
     L.append("- `x265-video`: HEVC low-delay P: libx265 preset medium, tune psnr, bframes 0, keyint "
-             f"{args.keyint} (no scene cut), constant QP (same QPs); per-frame bits are packet sizes; "
-             "same colour handling as x265-intra.")
+             f"{args.keyint} (no scene cut, closed GOP), constant QP (same QPs), one frame thread, parameter "
+             "sets repeated at every key frame, no info SEI; per-frame bits are packet sizes; same colour "
+             "handling as x265-intra.")
     L.append("- `jpeg`: OpenCV `imencode` (libjpeg), RGB as 4:2:0 YCbCr, thermal as one gray component: "
              "what ROS `compressed_image_transport` sends. Qualities " + ", ".join(map(str, args.jpeg_quality)) + ".")
     L.append("- Our codec (`<model>-image`: every frame a key frame; `<model>-video`: GOP "
@@ -125,6 +128,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="sequences (default ../shared/data/m3svd_seq)")
     ap.add_argument("--frames", type=int, default=0, help="first N frames per sequence (default all)")
+    ap.add_argument("--sequences", nargs="+", help="only these sequences (default all)")
     ap.add_argument("--crop")
     ap.add_argument("--qp", type=int, nargs="+", default=list(anc.DEFAULT_QPS))
     ap.add_argument("--jpeg-quality", type=int, nargs="+", default=list(anc.DEFAULT_JPEG_QUALITIES))
@@ -135,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights")
     ap.add_argument("--quality", type=int, nargs="+", help="model levels (default all)")
     ap.add_argument("--gop", type=int, default=10)
-    ap.add_argument("--gop-quality", type=int, default=3, help="model level of the GOP section")
+    ap.add_argument("--gop-quality", type=int, help="model level of the GOP section (default: the middle level)")
     ap.add_argument("--skip-gop", action="store_true", help="no video-mode-vs-intra section")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
@@ -144,8 +148,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    command = "make results" if os.environ.get("MMC_VIA_MAKE") else \
-        ".venv/bin/python benchmarks/results.py" + ("".join(" " + shlex.quote(a) for a in (argv or sys.argv[1:])))
+    extra = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    if os.environ.get("MMC_VIA_MAKE"):
+        command = "make results" + (f" RESULTS_ARGS={shlex.quote(extra)}" if extra else "")
+    else:
+        command = ".venv/bin/python benchmarks/results.py" + (f" {extra}" if extra else "")
     try:
         data = Path(args.data) if args.data else ((default_data_root() or Path("../shared/data")) / "m3svd_seq")
         model, model_note = None, "none (anchors only, `--no-model`)"
@@ -156,11 +163,18 @@ def main(argv=None) -> int:
             model_note = (f"`{model.name}` ({model.direction}), weights sha256 {model.sha256[:16]}, "
                           f"{c.get('file_bytes', 0) / 1e6:.1f} MB, {t.get('steps', '?')} training steps, "
                           f"{t.get('cpu_hours', '?')} CPU hours ({t.get('data', '?')}).")
+            if args.gop_quality is None:
+                args.gop_quality = (model.levels + 1) // 2
+            if not 1 <= args.gop_quality <= model.levels:
+                raise ModelError(f"--gop-quality {args.gop_quality} is not a level of this model (1..{model.levels})")
+            for q in args.quality or []:
+                if not 1 <= q <= model.levels:
+                    raise ModelError(f"quality {q} is not a level of this model (1..{model.levels})")
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        seqs = load_sequences(data, frames=args.frames, crop=parse_crop(args.crop))
+        seqs = load_sequences(data, frames=args.frames, crop=parse_crop(args.crop), sequences=args.sequences)
     except (ModelError, FrameSourceError, ValueError) as exc:
         print(f"results: error: {exc}", file=sys.stderr)
         return 2

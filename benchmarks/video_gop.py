@@ -11,7 +11,7 @@ m3svd_seq sequences have 20 frames, so GOP 30 and GOP 100 both mean "one key fra
 predicted frames" there; use paired clips (``--data ../shared/data/m3svd_video --frames 100``) to
 see drift over longer GOPs (those clips are lossy MPEG-4, fine for drift, not for quality claims).
 
-    .venv/bin/python benchmarks/video_gop.py                      # m3svd_seq, model mmvc, quality 3
+    .venv/bin/python benchmarks/video_gop.py                      # m3svd_seq, model mmvc, middle level
     .venv/bin/python benchmarks/video_gop.py --weights /tmp/m.safetensors --crop 256x192 --frames 12
 """
 
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=0)
     ap.add_argument("--sequences", nargs="+")
     ap.add_argument("--crop")
-    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--quality", type=int, help="model level (default: the middle level)")
     ap.add_argument("--gops", type=int, nargs="+", default=[10, 30, 100])
     ap.add_argument("--x265-qp", type=int, help="also x265 low-delay P at this QP, per frame")
     ap.add_argument("--keyint", type=int, default=10)
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     try:
         data = args.data or ((default_data_root() or Path("../shared/data")) / "m3svd_seq")
         model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
+        if args.quality is None:
+            args.quality = (model.levels + 1) // 2
         if not 1 <= args.quality <= model.levels:
             raise ModelError(f"quality {args.quality} is not a level of this model (1..{model.levels})")
         if args.threads:

@@ -136,7 +136,10 @@ def bd_table(codecs: dict, reference: str = REFERENCE) -> dict:
         for name, c in codecs.items():
             row = {}
             r_test, q_test = _curve(c["points"], m, "psnr")
-            row["bpp_at_%gdB" % TARGET_PSNR] = rate_at(r_test, q_test, TARGET_PSNR) if len(r_test) >= 2 else None
+            try:
+                row["bpp_at_%gdB" % TARGET_PSNR] = rate_at(r_test, q_test, TARGET_PSNR)
+            except BDError:
+                row["bpp_at_%gdB" % TARGET_PSNR] = None
             if reference in codecs and name != reference:
                 for metric in ("psnr", "msssim_db"):
                     ra, qa = _curve(codecs[reference]["points"], m, metric)

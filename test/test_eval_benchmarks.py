@@ -1,0 +1,74 @@
+"""benchmarks/results.py (docs/results.md generator) and benchmarks/video_gop.py on tiny real crops."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA_ROOT
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+SEQS = DATA_ROOT / "m3svd_seq"
+pytestmark = pytest.mark.needs_data
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import torch
+
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import export_model
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("model") / "tiny-thermal_given_rgb.safetensors"
+    export_model(MultiModalCodec(ModelConfig(N=16, M=24, ctx=8, align=8, levels=2)), path,
+                 {"name": "tiny", "training": {"steps": 0, "cpu_hours": 0, "data": "none"}})
+    return path
+
+
+def test_video_gop_benchmark(tiny_model, tmp_path, capsys):
+    import video_gop
+
+    rc = video_gop.main(["--data", str(SEQS), "--sequences", "0111_1753", "--frames", "4", "--crop", "80x64",
+                         "--weights", str(tiny_model), "--quality", "2", "--gops", "2", "3",
+                         "--x265-qp", "37", "--keyint", "2", "--out", str(tmp_path), "--quiet", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "video_gop.json").read_text())
+    assert res["gops"] == [1, 2, 3]
+    types = {g: [r["type"] for r in res["gop"][g]["rows"]] for g in ("1", "2", "3")}
+    assert types == {"1": ["key"] * 4, "2": ["key", "predicted"] * 2, "3": ["key", "predicted", "predicted", "key"]}
+    for g in ("1", "2", "3"):
+        e = res["gop"][g]
+        assert len(e["thermal"]["bits_by_index"]) == 4 and all(b > 0 for b in e["rgb"]["bits_by_index"])
+        assert e["encode_s_per_pair"] > 0 and e["decode_s_per_pair"] > 0
+    # key frames of every GOP are coded identically (same model, same input, fresh stream)
+    assert res["gop"]["2"]["thermal"]["bits_by_index"][0] == res["gop"]["1"]["thermal"]["bits_by_index"][0]
+    assert res["x265_video"]["thermal"]["psnr"] > 30
+    md = (tmp_path / "video_gop.md").read_text()
+    assert "| GOP | thermal bpp |" in md and "drift" in md
+    assert (tmp_path / "video_gop.png").stat().st_size > 1000
+    assert video_gop.main(["--data", str(SEQS), "--weights", str(tmp_path / "none.safetensors")]) == 2
+
+
+def test_results_generator(tiny_model, tmp_path, capsys):
+    import results
+
+    doc = tmp_path / "docs" / "results.md"
+    rc = results.main(["--data", str(SEQS), "--sequences", "0111_1803", "--frames", "2", "--crop", "64x64",
+                       "--weights", str(tiny_model), "--qp", "32", "42", "--jpeg-quality", "30", "70",
+                       "--gop", "2", "--doc", str(doc), "--runs", str(tmp_path / "runs"), "--quiet", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    text = doc.read_text()
+    assert "benchmarks/results.py --data" in text and "0111_1803" in text
+    for needle in ("## thermal: rate-distortion", "## rgb: rate-distortion", "BD-rate against x265-intra",
+                   "| tiny-video |", "| x265-video |", "Video mode against all-intra", "results/rd_thermal.png"):
+        assert needle in text
+    assets = doc.parent / "results"
+    for name in ("rd_thermal.png", "rd_rgb.png", "video_gop.png", "rd.json"):
+        assert (assets / name).is_file()
+    summary = json.loads((assets / "rd.json").read_text())
+    assert "frames" not in summary["codecs"]["jpeg"]["points"][0]["rgb"]  # per-frame data only in runs/
+    full = json.loads((tmp_path / "runs" / "rd.json").read_text())
+    assert len(full["codecs"]["jpeg"]["points"][0]["rgb"]["frames"]["bits"]) == 2
