@@ -197,7 +197,7 @@ def test_cross_modal_context_carries_information(model):
     with torch.inference_mode():
         for name, ref_img in (("real", rgb), ("blank", np.zeros_like(rgb))):
             ref, dep = to_tensor(ref_img, "cpu"), to_tensor(th, "cpu")
-            sections, dec = net.compress_key(ref, dep, lv)
+            sections, _, dec = net.compress_key(ref, dep, lv)
             bits = 8 * sum(len(s) for s in sections[2:])
             err = float(((dec.dep - dep) ** 2).mean())
             results[name] = (bits, err)
@@ -205,3 +205,41 @@ def test_cross_modal_context_carries_information(model):
     n = th.size
     cost = {k: b / n + lam * e for k, (b, e) in results.items()}
     assert cost["real"] < cost["blank"], results
+
+
+def test_encoder_and_decoder_states_are_identical_over_a_gop(model):
+    enc, dec = StreamEncoder(model, gop=4), StreamDecoder(model)
+    for i in range(4):
+        rgb, th = crop_pair(i)
+        dec.decode(enc.encode(rgb, th))
+        assert torch.equal(enc.last_decoded.ref, dec._prev.ref)
+        assert torch.equal(enc.last_decoded.dep, dec._prev.dep)
+
+
+def test_key_frames_on_request_on_stamp_gaps_and_size_changes(model):
+    enc = StreamEncoder(model, gop=100)
+    types = []
+    stamps = [0, 33, 66, 99, 2000, 2033, 1000, 1033]  # ms: a 1.9 s gap, then stamps going back
+    for i, ms in enumerate(stamps):
+        if i == 2:
+            enc.request_key_frame()
+        rgb, th = crop_pair(i % 4)
+        enc.encode(rgb, th, stamp_ns=ms * 1_000_000)
+        types.append(enc.last_frame_type[0])
+    assert "".join(types) == "kpkpkpkp"
+    enc.encode(*crop_pair(0, h=96, w=96))
+    assert enc.last_frame_type == "key"
+
+
+def test_recovery_after_a_dropped_packet(model):
+    enc, dec = StreamEncoder(model, gop=3), StreamDecoder(model)
+    packets = [enc.encode(*crop_pair(i % 4)) for i in range(7)]  # k p p k p p k
+    outputs = [dec.decode(p) for i, p in enumerate(packets) if i != 1]  # packet 1 lost
+    # frame 2 references the lost frame 1: never output; decoding resumes at the key frame 3
+    assert [o.index if o else None for o in outputs] == [0, None, 3, 4, 5, 6]
+    assert dec.dropped == 1 and dec.lost == 1
+    # a reordered predicted frame is never decoded against the wrong reference either
+    dec2 = StreamDecoder(model)
+    order = [0, 2, 1, 3]
+    got = [dec2.decode(packets[i]) for i in order]
+    assert [o.index if o else None for o in got] == [0, None, None, 3]

@@ -13,7 +13,7 @@ def _header(**kw):
     h = dict(frame_type=P.FRAME_KEY, direction="thermal_given_rgb", quality=3, stream_id=0xDEADBEEF,
              frame_index=41, model_hash=bytes(range(8)), model_id="mmvc", rgb_size=(480, 640),
              rgb_format="bgr8", thermal_size=(240, 320), thermal_format="mono16",
-             thermal_range=(7000, 9000))
+             thermal_range=(7000, 9000), index_digests=(0xBEEF, 0x1234))
     h.update(kw)
     return P.PacketHeader(**h)
 
@@ -28,7 +28,7 @@ def test_round_trip_keeps_every_field():
     assert (h.frame_type, h.direction, h.quality, h.stream_id, h.frame_index) == (0, "thermal_given_rgb", 3, 0xDEADBEEF, 41)
     assert (h.rgb_size, h.rgb_format, h.thermal_size, h.thermal_format) == ((480, 640), "bgr8", (240, 320), "mono16")
     assert h.thermal_range == (7000, 9000) and h.model_hash == bytes(range(8)) and h.model_id == "mmvc"
-    assert h.total_length == len(data)
+    assert h.total_length == len(data) and h.index_digests == (0xBEEF, 0x1234)
 
 
 @pytest.mark.parametrize("cut", [0, 3, 11, 20, P.MIN_PACKET - 1, -1])
@@ -57,7 +57,7 @@ def test_bad_magic_version_and_crc():
 def _forge(width, height, total=None):
     """A header claiming ``width`` x ``height`` thermal pixels (checked before any payload)."""
     data = bytearray(P.write_packet(_header(), SECTIONS))
-    off = struct.calcsize("<4sBBBBIIIQ16sHHB")
+    off = struct.calcsize("<4sBBBBIIIQ16sHHB")  # thermal width follows the RGB format byte
     struct.pack_into("<HH", data, off, width, height)
     if total is not None:
         struct.pack_into("<I", data, 8, total)
@@ -86,5 +86,6 @@ def test_stream_of_packets_and_truncated_stream():
 
 
 def test_every_error_is_a_packet_error_and_a_value_error():
-    for cls in (P.BadMagic, P.UnsupportedVersion, P.TruncatedPacket, P.CorruptPacket, P.LimitExceeded, P.ModelMismatch):
+    for cls in (P.BadMagic, P.UnsupportedVersion, P.TruncatedPacket, P.CorruptPacket, P.LimitExceeded,
+                P.ModelMismatch, P.EntropyMismatch):
         assert issubclass(cls, P.PacketError) and issubclass(cls, ValueError)

@@ -20,12 +20,25 @@ vectors on ``y`` and ``z`` (Cui et al., CVPR 2021) through CompressAI's gain lat
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.latent_codecs import GainHyperLatentCodec, GaussianConditionalLatentCodec
 
 from .layers import AnalysisTransform, ContextPrior, SynthesisTransform, conv, deconv
+
+
+class EntropyMismatch(ValueError):
+    """The decoder's entropy parameters select other CDF tables than the encoder's did."""
+
+
+def _padded(data: bytes, symbols: int) -> bytes:
+    """Zero bytes after a rANS stream: CompressAI's decoder reads 32-bit words without bounds
+    checks, so a damaged (CRC-valid but forged) stream could make it read past its buffer. A valid
+    stream never reaches the padding; a damaged one reads zeros, which end every bypass run."""
+    return data + bytes(8 * symbols + 16)
 
 
 def _gain_init(levels: int, ch: int, lo: float, hi: float) -> torch.Tensor:
@@ -119,8 +132,20 @@ class ConditionalCodec(nn.Module):
         }
 
     # -- real bitstreams -------------------------------------------------------------------
+    def index_digest(self, ctx_params: torch.Tensor) -> int:
+        """16-bit checksum of the scale indexes that select the entropy coder's CDF tables.
+
+        Encoder and decoder compute these indexes with floating-point networks; on different
+        hardware a value sitting on a table boundary can round the other way, and rANS decoding
+        with a different table yields garbage. The encoder sends this digest so that the decoder
+        detects such a mismatch *before* decoding ``y`` instead of outputting a wrong image.
+        """
+        scales, _ = self.y._chunk(self.y.entropy_parameters(ctx_params))
+        idx = self.y.gaussian_conditional.build_indexes(scales).to(torch.uint8).cpu().numpy()
+        return zlib.crc32(idx.tobytes()) & 0xFFFF
+
     def compress(self, x, level, ctx=None, base=None, ref_stages=None):
-        """Returns ``([y_bytes, z_bytes], x_hat, stages)`` for a batch of one image.
+        """Returns ``([y_bytes, z_bytes], digest, x_hat, stages)`` for a batch of one image.
 
         ``x_hat`` is computed from the decoded latents exactly as :meth:`decompress` does.
         """
@@ -128,19 +153,30 @@ class ConditionalCodec(nn.Module):
         yg, ygi, zg, zgi = self._gains(level)
         y = self._analyze(x, ctx)
         hyper = self.hyper.compress(y, zg, zgi)
-        y_out = self.y.compress(y * yg, self._ctx_params(hyper["params"], ctx))
+        ctx_params = self._ctx_params(hyper["params"], ctx)
+        y_out = self.y.compress(y * yg, ctx_params)
         strings = [y_out["strings"][0][0], hyper["strings"][0][0]]
         y_hat = y_out["y_hat"] * ygi
         x_hat, stages = self._synthesize(y_hat, ctx, base, ref_stages)
-        return strings, x_hat, stages
+        return strings, self.index_digest(ctx_params), x_hat, stages
 
-    def decompress(self, strings, size, level, ctx=None, base=None, ref_stages=None):
-        """Inverse of :meth:`compress`; ``size`` is the padded image size (H, W)."""
+    def decompress(self, strings, size, level, digest=None, ctx=None, base=None, ref_stages=None):
+        """Inverse of :meth:`compress`; ``size`` is the padded image size (H, W).
+
+        Raises :class:`EntropyMismatch` when ``digest`` is given and differs from the indexes this
+        side computed (nothing is decoded then).
+        """
         ctx = self._project(ctx)
         _, ygi, _, zgi = self._gains(level)
         y_shape = (size[0] // 16, size[1] // 16)
         z_shape = (size[0] // 64, size[1] // 64)
-        hyper = self.hyper.decompress([[strings[1]]], z_shape, zgi)
-        y_out = self.y.decompress([[strings[0]]], y_shape, self._ctx_params(hyper["params"], ctx))
+        z_str = _padded(strings[1], self.N * z_shape[0] * z_shape[1])
+        hyper = self.hyper.decompress([[z_str]], z_shape, zgi)
+        ctx_params = self._ctx_params(hyper["params"], ctx)
+        if digest is not None and self.index_digest(ctx_params) != digest:
+            raise EntropyMismatch(
+                "entropy-coder tables differ from the encoder's (different hardware or software "
+                "computed the entropy parameters differently); waiting for a key frame")
+        y_out = self.y.decompress([[_padded(strings[0], self.M * y_shape[0] * y_shape[1])]], y_shape, ctx_params)
         y_hat = y_out["y_hat"] * ygi
         return self._synthesize(y_hat, ctx, base, ref_stages)

@@ -110,43 +110,48 @@ class MultiModalCodec(nn.Module):
         }
 
     # -- real bitstreams --------------------------------------------------------------------
+    # Each compress_* returns (sections, digests, Decoded); digests = (reference, dependent) index
+    # checksums (see ConditionalCodec.index_digest); decompress_* take them back and verify.
     def compress_key(self, ref, dep, level):
-        """Returns (sections, Decoded). Sections: ref y, ref z, alignment, dep y, dep z."""
-        r_str, ref_hat, stages = self.ref_intra.compress(ref, level)
+        """Sections: ref y, ref z, alignment, dep y, dep z."""
+        r_str, r_dig, ref_hat, stages = self.ref_intra.compress(ref, level)
         ref_hat = ref_hat.clamp(0, 1)
         f_ref = self._ref_feature(ref_hat, dep.shape[-2:])
         coef = self.align.coefficients(f_ref, self.align_cur(dep))
         a_str = self.align_coder.compress(coef)
         coef_hat = self.align_coder.decompress(a_str, coef.shape[-2:])
         aligned = self.align.align_features(f_ref, coef_hat)
-        d_str, dep_hat, _ = self.dep_intra.compress(dep, level, ctx=aligned, ref_stages=stages)
-        return [*r_str, a_str[0], *d_str], Decoded(ref_hat, dep_hat.clamp(0, 1))
+        d_str, d_dig, dep_hat, _ = self.dep_intra.compress(dep, level, ctx=aligned, ref_stages=stages)
+        return [*r_str, a_str[0], *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat.clamp(0, 1))
 
-    def decompress_key(self, sections, ref_size, dep_size, level):
+    def decompress_key(self, sections, ref_size, dep_size, level, digests=(None, None)):
         r_str, a_str, d_str = sections[0:2], sections[2], sections[3:5]
-        ref_hat, stages = self.ref_intra.decompress(r_str, ref_size, level)
+        ref_hat, stages = self.ref_intra.decompress(r_str, ref_size, level, digests[0])
         ref_hat = ref_hat.clamp(0, 1)
         f_ref = self._ref_feature(ref_hat, dep_size)
         coef_hat = self.align_coder.decompress([a_str], (1, 1))
         aligned = self.align.align_features(f_ref, coef_hat)
-        dep_hat, _ = self.dep_intra.decompress(d_str, dep_size, level, ctx=aligned, ref_stages=stages)
+        dep_hat, _ = self.dep_intra.decompress(d_str, dep_size, level, digests[1], ctx=aligned,
+                                               ref_stages=stages)
         return Decoded(ref_hat, dep_hat.clamp(0, 1))
 
     def compress_predicted(self, ref, dep, prev: Decoded, level):
-        """Returns (sections, Decoded). Sections: ref y, ref z, dep y, dep z."""
-        r_str, ref_hat, _ = self.ref_inter.compress(
+        """Sections: ref y, ref z, dep y, dep z."""
+        r_str, r_dig, ref_hat, _ = self.ref_inter.compress(
             ref, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
         ref_hat = ref_hat.clamp(0, 1)
-        d_str, dep_hat, _ = self.dep_inter.compress(
+        d_str, d_dig, dep_hat, _ = self.dep_inter.compress(
             dep, level, ctx=self._dep_inter_ctx(prev.dep, ref_hat), base=prev.dep)
-        return [*r_str, *d_str], Decoded(ref_hat, dep_hat.clamp(0, 1))
+        return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat.clamp(0, 1))
 
-    def decompress_predicted(self, sections, ref_size, dep_size, prev: Decoded, level):
+    def decompress_predicted(self, sections, ref_size, dep_size, prev: Decoded, level,
+                             digests=(None, None)):
         ref_hat, _ = self.ref_inter.decompress(
-            sections[0:2], ref_size, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
+            sections[0:2], ref_size, level, digests[0], ctx=self.ref_temporal(prev.ref), base=prev.ref)
         ref_hat = ref_hat.clamp(0, 1)
         dep_hat, _ = self.dep_inter.decompress(
-            sections[2:4], dep_size, level, ctx=self._dep_inter_ctx(prev.dep, ref_hat), base=prev.dep)
+            sections[2:4], dep_size, level, digests[1], ctx=self._dep_inter_ctx(prev.dep, ref_hat),
+            base=prev.dep)
         return Decoded(ref_hat, dep_hat.clamp(0, 1))
 
     def update(self, force: bool = True) -> None:

@@ -25,8 +25,8 @@ SIXTEEN_BIT = ("mono16", "16UC1")
 
 # magic, version, frame type, direction, quality, total length, stream id, frame index,
 # model hash (8 bytes), model id (16 bytes ASCII), rgb w, h, format, thermal w, h, format,
-# thermal lo, hi (16-bit range), number of sections
-_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHB")
+# thermal lo, hi (16-bit range), entropy index digests (reference, dependent), number of sections
+_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHB")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<I")
 MIN_PACKET = _HEAD.size + _CRC.size
@@ -61,6 +61,10 @@ class ModelMismatch(PacketError):
     pass
 
 
+class EntropyMismatch(PacketError):
+    """The decoder's entropy parameters differ from the encoder's (see docs/reliability.md)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a decoder accepts; checked on the fixed header before anything is allocated."""
@@ -85,6 +89,7 @@ class PacketHeader:
     thermal_size: tuple[int, int]      # (height, width)
     thermal_format: str
     thermal_range: tuple[int, int]     # 16-bit values mapped to [0, 1]: lo, hi
+    index_digests: tuple[int, int] = (0, 0)  # see ConditionalCodec.index_digest
     section_lengths: list[int] = field(default_factory=list)
     total_length: int = 0
 
@@ -111,7 +116,7 @@ def write_packet(h: PacketHeader, sections: list[bytes]) -> bytes:
         h.stream_id, h.frame_index, int.from_bytes(h.model_hash, "little"), model_id,
         h.rgb_size[1], h.rgb_size[0], RGB_FORMATS[h.rgb_format],
         h.thermal_size[1], h.thermal_size[0], THERMAL_FORMATS[h.thermal_format],
-        h.thermal_range[0], h.thermal_range[1], len(sections),
+        h.thermal_range[0], h.thermal_range[1], h.index_digests[0], h.index_digests[1], len(sections),
     )
     body = head + lens + b"".join(sections)
     return body + _CRC.pack(zlib.crc32(body))
@@ -139,7 +144,7 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
     if len(data) < _HEAD.size:
         raise TruncatedPacket(f"packet truncated: {len(data)} bytes, header needs {_HEAD.size}")
     (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
-     lo, hi, nsec) = _HEAD.unpack_from(data)
+     lo, hi, dig_ref, dig_dep, nsec) = _HEAD.unpack_from(data)
     if ftype not in FRAME_TYPES:
         raise CorruptPacket(f"unknown frame type {ftype}")
     if direction not in _inv(DIRECTION_CODES):
@@ -167,7 +172,7 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
         stream_id=stream_id, frame_index=index, model_hash=mhash.to_bytes(8, "little"),
         model_id=model_id, rgb_size=(rh, rw), rgb_format=_inv(RGB_FORMATS)[rf],
         thermal_size=(th, tw), thermal_format=_inv(THERMAL_FORMATS)[tf], thermal_range=(lo, hi),
-        section_lengths=lens, total_length=total,
+        index_digests=(dig_ref, dig_dep), section_lengths=lens, total_length=total,
     )
 
 

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .models import EntropyMismatch as ModelEntropyMismatch
 from .multimodal import PAD, Decoded
-from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, SIXTEEN_BIT, Limits, ModelMismatch,
-                     PacketError, PacketHeader, read_packet, write_packet)
+from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, SIXTEEN_BIT, CorruptPacket, EntropyMismatch,
+                     Limits, ModelMismatch, PacketError, PacketHeader, read_packet, write_packet)
 from .zoo import LoadedModel
 
 
@@ -97,7 +98,16 @@ class _Modalities:
 
 
 class StreamEncoder:
-    def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None):
+    """Codes frame pairs into packets.
+
+    A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
+    input size or pixel format changes, and when capture stamps (``stamp_ns`` of :meth:`encode`)
+    jump forward by more than ``max_gap_ns`` or go backwards: after such a gap the previous frame
+    is a poor (or wrong) temporal reference.
+    """
+
+    def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None,
+                 max_gap_ns: int = 1_000_000_000):
         if not 1 <= quality <= model.levels:
             raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
         if gop < 1:
@@ -113,6 +123,8 @@ class StreamEncoder:
         self._force_key = True
         self._signature = None
         self._range = (0, 255)
+        self._last_stamp: int | None = None
+        self.max_gap_ns = max_gap_ns
 
     def request_key_frame(self) -> None:
         self._force_key = True
@@ -134,10 +146,15 @@ class StreamEncoder:
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, thermal: np.ndarray, force_key: bool = False,
-               rgb_format: str = "rgb8", thermal_format: str | None = None) -> bytes:
+               rgb_format: str = "rgb8", thermal_format: str | None = None,
+               stamp_ns: int | None = None) -> bytes:
         """Codes one frame pair and returns its packet. ``rgb`` must be in RGB channel order;
         ``rgb_format`` only records how the decoder should hand it back (rgb8 or bgr8)."""
         _check_inputs(rgb, thermal)
+        if stamp_ns is not None:
+            last, self._last_stamp = self._last_stamp, stamp_ns
+            if last is not None and not 0 <= stamp_ns - last <= self.max_gap_ns:
+                force_key = True
         if rgb_format not in ("rgb8", "bgr8"):
             raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
         tfmt = _thermal_format(thermal, thermal_format)
@@ -151,15 +168,15 @@ class StreamEncoder:
         ref, dep = self._mod.split(r, t)
         net = self.model.net
         if key:
-            sections, dec = net.compress_key(ref, dep, self._level)
+            sections, digests, dec = net.compress_key(ref, dep, self._level)
         else:
-            sections, dec = net.compress_predicted(ref, dep, self._prev, self._level)
+            sections, digests, dec = net.compress_predicted(ref, dep, self._prev, self._level)
         header = PacketHeader(
             frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
             quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
             model_hash=self.model.hash8, model_id=self.model.model_id,
             rgb_size=rgb.shape[:2], rgb_format=rgb_format, thermal_size=thermal.shape[:2],
-            thermal_format=tfmt, thermal_range=(lo, hi),
+            thermal_format=tfmt, thermal_range=(lo, hi), index_digests=digests,
         )
         packet = write_packet(header, sections)
         self._prev, self._signature, self._range = dec, signature, (lo, hi)
@@ -213,7 +230,6 @@ class StreamDecoder:
             self._check_model(h)
             expected = 5 if h.frame_type == FRAME_KEY else 4
             if len(sections) != expected:
-                from .packet import CorruptPacket
                 raise CorruptPacket(f"{h.frame_type_name} frame has {len(sections)} sections, expected {expected}")
         except PacketError:
             self.reset()
@@ -226,17 +242,21 @@ class StreamDecoder:
         level = torch.tensor([h.quality - 1], device=dev)
         ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
         ref_pad, dep_pad = padded(ref_size), padded(dep_size)
-        if h.frame_type == FRAME_KEY:
-            if not 1 <= h.quality <= self.model.levels:
-                self.reset()
-                raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
-            dec = net.decompress_key(sections, ref_pad, dep_pad, level)
-        else:
-            if not self._follows(h) or self._prev is None:
-                self.dropped += 1
-                self.reset()
-                return None
-            dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level)
+        if h.frame_type == FRAME_PREDICTED and (not self._follows(h) or self._prev is None):
+            self.dropped += 1
+            self.reset()
+            return None
+        if not 1 <= h.quality <= self.model.levels:
+            self.reset()
+            raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
+        try:
+            if h.frame_type == FRAME_KEY:
+                dec = net.decompress_key(sections, ref_pad, dep_pad, level, h.index_digests)
+            else:
+                dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level, h.index_digests)
+        except ModelEntropyMismatch as exc:
+            self.reset()
+            raise EntropyMismatch(str(exc)) from None
         self._prev, self._last = dec, h
         self.decoded += 1
         rgb_t, th_t = self._mod.join(dec.ref, dec.dep)

@@ -75,7 +75,7 @@ def _rd_terms(x: torch.Tensor, x_hat: torch.Tensor, likelihoods: dict, lam: torc
 
 
 def _psnr(mse: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / mse.clamp_min(1e-10)).mean())
+    return float(10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean())
 
 
 class Trainer:
