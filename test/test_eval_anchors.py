@@ -30,7 +30,7 @@ def test_x265_intra_low_qp_round_trips_above_45_db(frames):
         assert len(out) == len(src)
         for s, c in zip(src, out):
             assert c.decoded.shape == s.shape and c.decoded.dtype == np.uint8
-            assert c.bits > 0 and c.bits % 8 == 0
+            assert c.bits > 0 and c.bits % 8 == 0 and c.key
             assert psnr(s, c.decoded) > 45.0, kind
             if kind == "rgb":  # every channel in its place (no channel swap, no range error)
                 for ch in range(3):
@@ -63,6 +63,7 @@ def test_x265_video_low_delay_p(frames):
         out = anchors.x265_video(src, qp=30, keyint=3)
         assert [c.decoded.shape for c in out] == [s.shape for s in src]
         bits = [c.bits for c in out]
+        assert [c.key for c in out] == [True, False, False, True]
         # key frames at 0 and 3 cost more than the predicted frames between them
         assert min(bits[0], bits[3]) > max(bits[1], bits[2])
         assert all(psnr(s, c.decoded) > 30.0 for s, c in zip(src, out))

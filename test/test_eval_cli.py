@@ -78,6 +78,8 @@ def test_eval_cli_on_a_crop(tiny_model, tmp_path, capsys):
     # model frame types follow the GOP; image mode is all key frames
     assert res["codecs"]["tiny-video"]["points"][0]["thermal"]["frames"]["type"] == ["key", "predicted", "key"]
     assert set(res["codecs"]["tiny-image"]["points"][0]["rgb"]["frames"]["type"]) == {"key"}
+    assert res["codecs"]["x265-video"]["points"][0]["rgb"]["frames"]["type"] == ["key", "predicted", "key"]
+    assert set(res["codecs"]["x265-intra"]["points"][0]["thermal"]["frames"]["type"]) == {"key"}
     # anchors behave like anchors on real data: more bits, better PSNR, per modality
     for name in ("x265-intra", "jpeg"):
         pts = sorted(res["codecs"][name]["points"], key=lambda p: p["rgb"]["bpp"])

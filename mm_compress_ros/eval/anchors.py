@@ -42,6 +42,7 @@ class AnchorError(ValueError):
 class CodedFrame:
     bits: int
     decoded: np.ndarray
+    key: bool = True     # coded without reference to other frames (from the packet's key flag)
 
 
 # -- colour conversion (full-range BT.601 YCbCr, as bpgenc's default and JPEG) ----------------
@@ -112,10 +113,12 @@ def x265_encode_decode(frames: Sequence[np.ndarray], qp: int, preset: str, tune:
     packets.extend(enc.encode(None))
 
     bits = [0] * len(frames)
+    keys = [False] * len(frames)
     for p in packets:
         if p.pts is None or not 0 <= p.pts < len(frames):
             raise AnchorError(f"x265 returned a packet with unexpected pts {p.pts}")
         bits[p.pts] += 8 * p.size
+        keys[p.pts] = keys[p.pts] or bool(p.is_keyframe)
 
     dec = av.CodecContext.create("hevc", "r")
     decoded = []
@@ -129,7 +132,7 @@ def x265_encode_decode(frames: Sequence[np.ndarray], qp: int, preset: str, tune:
     decoded.sort(key=lambda fr: fr.pts)
 
     out = []
-    for b, fr in zip(bits, decoded):
+    for b, k, fr in zip(bits, keys, decoded):
         if kind == "gray":
             img = fr.to_ndarray(format="gray")
         else:
@@ -137,7 +140,7 @@ def x265_encode_decode(frames: Sequence[np.ndarray], qp: int, preset: str, tune:
                 raise AnchorError(f"HEVC decoder returned {fr.format.name}, expected yuv444p")
             planes = fr.to_ndarray()  # (3, H, W) for yuv444p
             img = ycbcr_planes_to_rgb(planes)
-        out.append(CodedFrame(b, np.ascontiguousarray(img)))
+        out.append(CodedFrame(b, np.ascontiguousarray(img), k))
     return out
 
 

@@ -65,12 +65,6 @@ def _measure(acc: PointAccumulator, modality: str, seq: str, index: int, ref: np
     f["type"].append(frame_type)
 
 
-def _anchor_frame_types(codec: str, n: int, keyint: int) -> list[str]:
-    if codec == "x265-video":
-        return ["key" if i % keyint == 0 else "predicted" for i in range(n)]
-    return ["key"] * n
-
-
 def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = True) -> PointAccumulator:
     acc = PointAccumulator()
     for seq in seqs:
@@ -80,9 +74,9 @@ def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = Tr
                 t0 = time.perf_counter()
                 coded = anc.run_anchor(job.codec, frames, job.setting, keyint=keyint)
                 acc.coded_s += time.perf_counter() - t0
-                types = _anchor_frame_types(job.codec, len(frames), keyint)
                 for i, (src, c) in enumerate(zip(frames, coded)):
-                    _measure(acc, modality, seq.name, i, src, c.decoded, c.bits, types[i], with_msssim)
+                    _measure(acc, modality, seq.name, i, src, c.decoded, c.bits,
+                             "key" if c.key else "predicted", with_msssim)
             acc.pairs += len(seq)
         else:
             from .learned import run_sequence
