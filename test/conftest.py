@@ -19,6 +19,12 @@ from pathlib import Path
 
 import pytest
 
+# One PyTorch/OpenMP thread per process in tests (inherited by the processes tests start): with
+# several processes on 2 cores, multi-threaded PyTorch spends most of its time waiting in
+# OpenMP barriers (measured here: a 64x64 frame pair took 2-4 s to encode with 2 threads while
+# another process was busy, 0.1 s with 1 thread).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_PKG = REPO / "install" / "mm_compress_ros"
 LIB_DIR = INSTALL_PKG / "lib" / "mm_compress_ros"
