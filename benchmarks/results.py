@@ -58,19 +58,30 @@ def cpu_name() -> str:
 
 def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str, seconds: float,
               model_note: str) -> str:
+    note = model_note
     seqs = result["sequences"]
     n = sum(s["frames"] for s in seqs)
     h, w = seqs[0]["rgb_size"]
     L = ["# Results", ""]
-    L.append(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by\n\n```\n{command}\n```\n")
+    when = result["run"].get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    L.append(f"Measured {when} by\n\n```\n{command}\n```\n")
     L.append(f"- Data: `{result['run']['data']}`: {len(seqs)} sequences "
              f"({', '.join(s['name'] for s in seqs)}), "
              f"{'the first ' + str(args.frames) + ' frames of each, ' if args.frames else ''}"
              f"{n} RGB + thermal pairs, {w}x{h}"
              f"{' (centre crop ' + args.crop + ')' if args.crop else ''}, lossless PNG (M3SVD, MIT). "
              "Never used for training.")
-    L.append(f"- Machine: {cpu_name()}, {os.cpu_count()} cores, no GPU used; this run took {seconds / 60:.1f} min.")
+    L.append(f"- Machine: {result['run'].get('cpu', cpu_name())}, {result['run'].get('cores', os.cpu_count())} cores, "
+             f"no GPU used; this run took {seconds / 60:.1f} min. Times per pair are wall-clock on this machine "
+             "while other jobs (training) shared it: indicative only.")
     L.append(f"- Model: {model_note}")
+    if args.frames:
+        L.append(f"- Only the first {args.frames} frames of each sequence were coded (to spare a CPU shared with "
+                 "training); without `--frames` every frame is.")
+    if not note.startswith("`"):
+        L.append("- The project's codec is not in this run (no model was evaluated); once a model is in "
+                 "`models/` (`mm-compress export ...`), the same command without `--no-model` adds its image "
+                 "and video modes, their BD-rates and the video-mode section.")
     L.append("- Every codec is run for real: the bits are the sizes of the bytes produced (x265 packets, "
              "JPEG files, our packets) and the quality is measured on the frames decoded from them.")
     L.append("")
@@ -120,6 +131,35 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
     return "\n".join(L) + "\n"
 
 
+def rebuild(args) -> int:
+    """Rewrites docs/results.md from runs/rd.json (+ video_gop.json) of the last full run."""
+    import video_gop
+
+    runs = Path(args.runs)
+    try:
+        result = json.loads((runs / "rd.json").read_text())
+        run = result["run"]
+        command, seconds, note = run["command"], run["seconds"], run["model_note"]
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        print(f"results: error: no complete previous run in {runs} ({exc})", file=sys.stderr)
+        return 2
+    for k, v in run.get("settings", {}).items():
+        setattr(args, k, v)
+    doc = Path(args.doc)
+    assets = doc.parent / "results"
+    assets.mkdir(parents=True, exist_ok=True)
+    plots = plot(result, assets, "rd")
+    (assets / "rd.json").write_text(json.dumps(strip_frames(result), indent=1) + "\n")
+    gop_md = None
+    if (runs / "video_gop.json").is_file() and run.get("model_note", "").startswith("`"):
+        res = json.loads((runs / "video_gop.json").read_text())
+        video_gop.plot(res, assets / "video_gop.png")
+        gop_md = video_gop.render_markdown(res, "video_gop.png")
+    doc.write_text(build_doc(result, plots, gop_md, args, command, seconds, note))
+    print(json.dumps({"doc": str(doc), "rebuilt_from": str(runs / "rd.json")}))
+    return 0
+
+
 def main(argv=None) -> int:
     from mm_compress_ros.codec.zoo import ModelError, load_model
     from mm_compress_ros.eval.sequences import load_sequences, parse_crop
@@ -145,8 +185,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--doc", default=str(REPO / "docs" / "results.md"))
     ap.add_argument("--runs", default=str(REPO / "runs" / "results"), help="per-frame JSON (not committed)")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="rewrite the document from the last run's JSON in --runs (no coding, for text changes)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.rebuild:
+        return rebuild(args)
 
     extra = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     if os.environ.get("MMC_VIA_MAKE"):
@@ -188,7 +232,6 @@ def main(argv=None) -> int:
     assets.mkdir(parents=True, exist_ok=True)
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    (runs / "rd.json").write_text(json.dumps(_json_safe(result)) + "\n")
     (assets / "rd.json").write_text(json.dumps(strip_frames(result), indent=1) + "\n")
     plots = plot(result, assets, "rd")
 
@@ -201,6 +244,11 @@ def main(argv=None) -> int:
         video_gop.plot(res, assets / "video_gop.png")
         gop_md = video_gop.render_markdown(res, "video_gop.png")
     seconds = time.perf_counter() - t0
+    result["run"].update({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command, "seconds": round(seconds, 1), "model_note": model_note,
+                          "cpu": cpu_name(), "cores": os.cpu_count(), "settings": {
+                              "qp": args.qp, "jpeg_quality": args.jpeg_quality, "keyint": args.keyint,
+                              "gop": args.gop, "frames": args.frames, "crop": args.crop}})
+    (runs / "rd.json").write_text(json.dumps(_json_safe(result)) + "\n")
     doc.write_text(build_doc(result, plots, gop_md, args, command, seconds, model_note))
     print(json.dumps({"doc": str(doc), "assets": str(assets), "seconds": round(seconds, 1)}))
     return 0

@@ -72,3 +72,8 @@ def test_results_generator(tiny_model, tmp_path, capsys):
     assert "frames" not in summary["codecs"]["jpeg"]["points"][0]["rgb"]  # per-frame data only in runs/
     full = json.loads((tmp_path / "runs" / "rd.json").read_text())
     assert len(full["codecs"]["jpeg"]["points"][0]["rgb"]["frames"]["bits"]) == 2
+    # --rebuild rewrites the same document from the stored run, without coding anything
+    doc.unlink()
+    assert results.main(["--rebuild", "--doc", str(doc), "--runs", str(tmp_path / "runs")]) == 0
+    assert doc.read_text() == text
+    assert results.main(["--rebuild", "--doc", str(doc), "--runs", str(tmp_path / "nothing")]) == 2
