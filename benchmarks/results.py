@@ -5,8 +5,14 @@
     .venv/bin/python benchmarks/results.py --no-model    # anchors only
 
 Writes docs/results.md, docs/results/*.png and docs/results/*.json (summaries without per-frame
-values); the per-frame JSON goes to runs/results/ (not committed). Every number in the document
-comes from this run; the document names the data, the command and the machine.
+values); the per-frame JSON goes to runs/results/ (not committed). The document names the data,
+the command and the machine.
+
+Every measured point is also kept in runs/results/cache/, keyed by the codec, its setting (the
+model's weights hash), the GOP and a hash of the exact input frames: a run that was interrupted
+resumes where it stopped, and a run after a new model re-codes only the model (``--no-cache``
+measures everything again). ``--rebuild`` rewrites the document from the last run's JSON without
+coding anything (for changes of the text).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ def strip_frames(result: dict) -> dict:
     out = json.loads(json.dumps(_json_safe(result)))
     for c in out["codecs"].values():
         for p in c["points"]:
+            p.pop("pair_times", None)
             for m in MODALITIES:
                 p[m].pop("frames", None)
     return out
@@ -82,6 +89,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
         L.append("- The project's codec is not in this run (no model was evaluated); once a model is in "
                  "`models/` (`mm-compress export ...`), the same command without `--no-model` adds its image "
                  "and video modes, their BD-rates and the video-mode section.")
+    if result.get("points_from_cache"):
+        L.append(f"- {result['points_from_cache']} of the RD points were measured by an earlier run of this "
+                 "command on the very same frames and settings (runs/results/cache); the rest by this run.")
     L.append("- Every codec is run for real: the bits are the sizes of the bytes produced (x265 packets, "
              "JPEG files, our packets) and the quality is measured on the frames decoded from them.")
     L.append("")
@@ -185,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--doc", default=str(REPO / "docs" / "results.md"))
     ap.add_argument("--runs", default=str(REPO / "runs" / "results"), help="per-frame JSON (not committed)")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="measure every point again (default: reuse points in RUNS/cache measured on the same frames)")
     ap.add_argument("--rebuild", action="store_true",
                     help="rewrite the document from the last run's JSON in --runs (no coding, for text changes)")
     ap.add_argument("--quiet", action="store_true")
@@ -224,13 +236,15 @@ def main(argv=None) -> int:
         return 2
 
     t0 = time.perf_counter()
+    runs = Path(args.runs)
+    cache = None if args.no_cache else runs / "cache"
     result = evaluate(seqs, qps=args.qp, jpeg_qualities=args.jpeg_quality, model=model,
-                      qualities=args.quality, gop=args.gop, keyint=args.keyint, progress=not args.quiet)
+                      qualities=args.quality, gop=args.gop, keyint=args.keyint, progress=not args.quiet,
+                      cache_dir=cache)
     result["run"] = {"data": str(data), "frames_per_sequence": args.frames or "all", "crop": args.crop}
     doc = Path(args.doc)
     assets = doc.parent / "results"
     assets.mkdir(parents=True, exist_ok=True)
-    runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
     (assets / "rd.json").write_text(json.dumps(strip_frames(result), indent=1) + "\n")
     plots = plot(result, assets, "rd")
@@ -239,7 +253,8 @@ def main(argv=None) -> int:
     if model is not None and not args.skip_gop:
         import video_gop
 
-        res = video_gop.run(seqs, model, args.gop_quality, [args.gop, 30, 100], progress=not args.quiet)
+        res = video_gop.run(seqs, model, args.gop_quality, [args.gop, 30, 100], progress=not args.quiet,
+                            cache_dir=cache)
         (runs / "video_gop.json").write_text(json.dumps(res) + "\n")
         video_gop.plot(res, assets / "video_gop.png")
         gop_md = video_gop.render_markdown(res, "video_gop.png")

@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from mm_compress_ros.eval.learned import run_sequence  # noqa: E402
 from mm_compress_ros.eval.metrics import bpp, psnr  # noqa: E402
 
 MODALITIES = ("thermal", "rgb")
@@ -45,42 +44,53 @@ def _by_index(rows: list[dict], key: str, n: int) -> list[float | None]:
 
 
 def run(seqs, model, quality: int, gops: list[int], x265_qp: int | None = None, keyint: int = 10,
-        progress: bool = True) -> dict:
+        progress: bool = True, cache_dir: Path | None = None) -> dict:
+    """Codes ``seqs`` with GOP 1 and every GOP of ``gops``; with ``cache_dir``, points that
+    ``mm-compress eval`` measured on the same frames (same model, level and GOP) are reused."""
     from tqdm import tqdm
+
+    from mm_compress_ros.eval.report import Job, frames_digest, measure_point
 
     gops = sorted(set([1] + list(gops)))
     n_max = max(len(s) for s in seqs)
     result = {"quality": quality, "gops": gops, "model": {"name": model.name, "direction": model.direction,
                                                           "sha256": model.sha256},
-              "sequences": [{"name": s.name, "frames": len(s)} for s in seqs], "gop": {}}
-    jobs = [(g, s) for g in gops for s in seqs]
-    rows: dict[int, list[dict]] = {g: [] for g in gops}
-    for g, s in tqdm(jobs, desc="video_gop", unit="seq", disable=not progress):
-        for i, r in enumerate(run_sequence(model, s.rgb, s.thermal, quality, g)):
-            row = {"sequence": s.name, "index": i, "type": r.frame_type,
-                   "encode_s": r.encode_s, "decode_s": r.decode_s}
+              "sequences": [{"name": s.name, "frames": len(s)} for s in seqs], "gop": {}, "same_as": {}}
+    digest = frames_digest(seqs) if cache_dir is not None else None
+    measured: dict[int, int] = {}  # effective GOP -> the GOP it was measured as
+    for g in tqdm(gops, desc="video_gop", unit="gop", disable=not progress):
+        eff = min(g, n_max)  # a GOP at least as long as the sequences: one key frame, then predicted frames
+        if eff in measured:
+            result["gop"][str(g)] = result["gop"][str(measured[eff])]
+            result["same_as"][str(g)] = measured[eff]
+            continue
+        measured[eff] = g
+        job = Job(f"{model.name}-gop{g}", "model", quality, "level", gop=g)
+        point, _ = measure_point(job, seqs, model=model, cache_dir=cache_dir, data_digest=digest)
+        f0 = point["thermal"]["frames"]
+        times = point["pair_times"]
+        rows = []
+        for j in range(len(f0["bits"])):
+            row = {"sequence": f0["sequence"][j], "index": f0["index"][j], "type": f0["type"][j],
+                   "encode_s": times["encode_s"][j], "decode_s": times["decode_s"][j]}
             for m in MODALITIES:
-                src = getattr(s, m)[i]
-                row[f"{m}_bits"] = r.bits[m]
-                row[f"{m}_bpp"] = bpp(r.bits[m], src.shape)
-                row[f"{m}_psnr"] = min(psnr(src, r.decoded[m]), 100.0)
-            rows[g].append(row)
-    for g in gops:
-        rs = rows[g]
-        entry = {"frames": len(rs)}
+                f = point[m]["frames"]
+                row[f"{m}_bits"], row[f"{m}_bpp"], row[f"{m}_psnr"] = f["bits"][j], f["bpp"][j], f["psnr"][j]
+            rows.append(row)
+        entry = {"frames": len(rows)}
         for m in MODALITIES:
-            entry[m] = {"bpp": float(np.mean([r[f"{m}_bpp"] for r in rs])),
-                        "psnr": float(np.mean([r[f"{m}_psnr"] for r in rs])),
-                        "bits_by_index": _by_index(rs, f"{m}_bits", n_max),
-                        "psnr_by_index": _by_index(rs, f"{m}_psnr", n_max)}
+            entry[m] = {"bpp": float(np.mean([r[f"{m}_bpp"] for r in rows])),
+                        "psnr": float(np.mean([r[f"{m}_psnr"] for r in rows])),
+                        "bits_by_index": _by_index(rows, f"{m}_bits", n_max),
+                        "psnr_by_index": _by_index(rows, f"{m}_psnr", n_max)}
         for t in ("key", "predicted"):
-            sel = [r for r in rs if r["type"] == t]
+            sel = [r for r in rows if r["type"] == t]
             entry[f"{t}_frames"] = len(sel)
             entry[f"{t}_encode_s_per_pair"] = float(np.mean([r["encode_s"] for r in sel])) if sel else None
             entry[f"{t}_decode_s_per_pair"] = float(np.mean([r["decode_s"] for r in sel])) if sel else None
-        entry["encode_s_per_pair"] = float(np.mean([r["encode_s"] for r in rs]))
-        entry["decode_s_per_pair"] = float(np.mean([r["decode_s"] for r in rs]))
-        entry["rows"] = rs
+        entry["encode_s_per_pair"] = float(np.mean([r["encode_s"] for r in rows]))
+        entry["decode_s_per_pair"] = float(np.mean([r["decode_s"] for r in rows]))
+        entry["rows"] = rows
         result["gop"][str(g)] = entry
     if x265_qp is not None:
         from mm_compress_ros.eval.anchors import x265_video
@@ -136,8 +146,8 @@ def render_markdown(res: dict, plot_name: str | None = None) -> str:
                  f"{f(a['rgb']['bits_by_index'][i], 0)} | {f(b['rgb']['bits_by_index'][i], 0)} | "
                  f"{f(a['rgb']['psnr_by_index'][i], 2)} | {f(b['rgb']['psnr_by_index'][i], 2)} |")
     L.append("")
-    long_gops = [g for g in gops if g > 1]
-    if len(long_gops) > 1:
+    long_gops = [g for g in gops if g > 1 and str(g) not in res.get("same_as", {})]
+    if long_gops:
         L.append("PSNR per frame index for each GOP (drift of the predicted frames):\n")
         L.append("| frame | " + " | ".join(f"thermal GOP {g} | RGB GOP {g}" for g in long_gops) + " |")
         L.append("| ---: | " + " | ".join("---: | ---:" for _ in long_gops) + " |")
@@ -148,8 +158,10 @@ def render_markdown(res: dict, plot_name: str | None = None) -> str:
                 cells += [f(e["thermal"]["psnr_by_index"][i], 2), f(e["rgb"]["psnr_by_index"][i], 2)]
             L.append(f"| {i} | " + " | ".join(cells) + " |")
         n = max(s["frames"] for s in seqs)
-        if any(g >= n for g in long_gops):
-            L.append(f"\nGOPs of {n} frames or more are identical here: the sequences have {n} frames.")
+        same = res.get("same_as", {})
+        if same:
+            L.append("\n" + "; ".join(f"GOP {g} is GOP {h} here" for g, h in same.items())
+                     + f" (the sequences have {n} frames: one key frame, then predicted frames).")
         L.append("")
     return "\n".join(L)
 
@@ -163,6 +175,8 @@ def plot(res: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     for col, m in enumerate(MODALITIES):
         for g in res["gops"]:
+            if str(g) in res.get("same_as", {}):
+                continue
             e = res["gop"][str(g)][m]
             idx = np.arange(len(e["psnr_by_index"]))
             axes[0, col].plot(idx, [v if v is not None else math.nan for v in e["bits_by_index"]],
@@ -208,6 +222,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default="runs/video_gop")
+    ap.add_argument("--cache", help="folder of measured points shared with `mm-compress eval --cache`")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
         return 2
     t0 = time.perf_counter()
     res = run(seqs, model, args.quality, args.gops, x265_qp=args.x265_qp, keyint=args.keyint,
-              progress=not args.quiet)
+              progress=not args.quiet, cache_dir=Path(args.cache) if args.cache else None)
     res["data"], res["seconds"] = str(data), round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

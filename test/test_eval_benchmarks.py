@@ -32,13 +32,17 @@ def test_video_gop_benchmark(tiny_model, tmp_path, capsys):
     import video_gop
 
     rc = video_gop.main(["--data", str(SEQS), "--sequences", "0111_1753", "--frames", "4", "--crop", "80x64",
-                         "--weights", str(tiny_model), "--quality", "2", "--gops", "2", "3",
+                         "--cache", str(tmp_path / "cache"),
+                         "--weights", str(tiny_model), "--quality", "2", "--gops", "2", "3", "8", "20",
                          "--x265-qp", "37", "--keyint", "2", "--out", str(tmp_path), "--quiet", "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
     res = json.loads((tmp_path / "video_gop.json").read_text())
-    assert res["gops"] == [1, 2, 3]
-    types = {g: [r["type"] for r in res["gop"][g]["rows"]] for g in ("1", "2", "3")}
-    assert types == {"1": ["key"] * 4, "2": ["key", "predicted"] * 2, "3": ["key", "predicted", "predicted", "key"]}
+    assert res["gops"] == [1, 2, 3, 8, 20]
+    types = {g: [r["type"] for r in res["gop"][g]["rows"]] for g in ("1", "2", "3", "8")}
+    assert types == {"1": ["key"] * 4, "2": ["key", "predicted"] * 2, "3": ["key", "predicted", "predicted", "key"],
+                     "8": ["key"] + ["predicted"] * 3}
+    assert res["same_as"] == {"20": 8}  # 4-frame sequences: GOP 20 codes exactly like GOP 8
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 4
     for g in ("1", "2", "3"):
         e = res["gop"][g]
         assert len(e["thermal"]["bits_by_index"]) == 4 and all(b > 0 for b in e["rgb"]["bits_by_index"])
@@ -70,6 +74,9 @@ def test_results_generator(tiny_model, tmp_path, capsys):
         assert (assets / name).is_file()
     summary = json.loads((assets / "rd.json").read_text())
     assert "frames" not in summary["codecs"]["jpeg"]["points"][0]["rgb"]  # per-frame data only in runs/
+    # the GOP section reused the eval's points (level 1, GOP 1 and 2): the cache holds only eval's 10 points
+    assert len(list((tmp_path / "runs" / "cache").glob("*.json"))) == 10
+    assert "GOP 30 is GOP 2 here; GOP 100 is GOP 2 here" in text
     full = json.loads((tmp_path / "runs" / "rd.json").read_text())
     assert len(full["codecs"]["jpeg"]["points"][0]["rgb"]["frames"]["bits"]) == 2
     # --rebuild rewrites the same document from the stored run, without coding anything

@@ -129,3 +129,22 @@ def test_eval_cli_one_sequence_folder_anchors_only(tmp_path, capsys):
     res = json.loads((out / "rd.json").read_text())
     assert list(res["codecs"]) == ["jpeg"] and res["sequences"][0]["name"] == "0114_1551"
     assert res["bd"]["rgb"]["jpeg"] == {"bpp_at_35dB": res["bd"]["rgb"]["jpeg"]["bpp_at_35dB"]}
+
+
+def test_eval_cache_reuses_points_measured_on_the_same_frames(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    base = ["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "2", "--crop", "64x48", "--no-model",
+            "--anchors", "jpeg", "x265-video", "--qp", "40", "--jpeg-quality", "40", "--quiet", "--cache", str(cache)]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["points_from_cache"] == 0 and len(list(cache.glob("*.json"))) == 2
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 2
+    a = json.loads((tmp_path / "a" / "rd.json").read_text())["codecs"]
+    b = json.loads((tmp_path / "b" / "rd.json").read_text())["codecs"]
+    assert a == b
+    # other frames (another crop) or another key-frame interval: measured again, not reused
+    assert main(base[:7] + ["72x48"] + base[8:] + ["--out", str(tmp_path / "c")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 0
+    assert main(base + ["--keyint", "1", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 1  # jpeg only

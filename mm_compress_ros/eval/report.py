@@ -10,6 +10,7 @@ values, timings), ``rd.md`` (tables) and ``rd_<modality>.png`` (curves).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -50,6 +51,7 @@ class PointAccumulator:
     decode_s: float = 0.0
     coded_s: float = 0.0
     pairs: int = 0
+    pair_times: dict = field(default_factory=lambda: {"encode_s": [], "decode_s": []})  # model jobs, per pair
 
 
 def _measure(acc: PointAccumulator, modality: str, seq: str, index: int, ref: np.ndarray,
@@ -85,6 +87,8 @@ def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = Tr
             for i, r in enumerate(results):
                 acc.encode_s += r.encode_s
                 acc.decode_s += r.decode_s
+                acc.pair_times["encode_s"].append(r.encode_s)
+                acc.pair_times["decode_s"].append(r.decode_s)
                 for modality in MODALITIES:
                     src = getattr(seq, modality)[i]
                     _measure(acc, modality, seq.name, i, src, r.decoded[modality], r.bits[modality],
@@ -109,7 +113,59 @@ def summarise(job: Job, acc: PointAccumulator) -> dict:
     else:
         point["encode_s_per_pair"] = acc.encode_s / max(acc.pairs, 1)
         point["decode_s_per_pair"] = acc.decode_s / max(acc.pairs, 1)
+        point["pair_times"] = acc.pair_times
     return point
+
+
+# -- cache of measured points --------------------------------------------------------------------
+# A point is stored under a key made of everything that determines it: the codec and its setting
+# (for the model: the weights' SHA-256), the GOP / key-frame interval, whether MS-SSIM was measured,
+# and a hash of the exact input frames. A later run with the same inputs reuses it, so that a long
+# evaluation can be interrupted and resumed, and the anchors are not re-coded when only the model
+# changed. CACHE_VERSION changes whenever the measurement code changes what a point holds.
+
+CACHE_VERSION = 1
+
+
+def frames_digest(seqs) -> str:
+    h = hashlib.sha256()
+    for s in seqs:
+        h.update(s.name.encode())
+        for a in (*s.rgb, *s.thermal):
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
+
+
+def cache_key(job: Job, data_digest: str, keyint: int, with_msssim: bool, model=None) -> str:
+    ident = {"v": CACHE_VERSION, "kind": job.kind, "setting": job.setting, "gop": job.gop,
+             "msssim": with_msssim, "data": data_digest}
+    if job.kind == "anchor":
+        ident.update(codec=job.codec, keyint=keyint if job.codec == "x265-video" else None)
+    else:
+        ident.update(model=model.sha256, direction=model.direction)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def measure_point(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = True,
+                  cache_dir: Path | None = None, data_digest: str | None = None) -> tuple[dict, bool]:
+    """The summarised point of ``job`` (from the cache when there); returns (point, from_cache)."""
+    path = None
+    if cache_dir is not None:
+        data_digest = data_digest or frames_digest(seqs)
+        path = Path(cache_dir) / f"{cache_key(job, data_digest, keyint, with_msssim, model)}.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text()), True
+            except json.JSONDecodeError:
+                pass  # a damaged entry is measured again
+    point = _json_safe(summarise(job, run_job(job, seqs, model=model, keyint=keyint, with_msssim=with_msssim)))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(point))
+        tmp.replace(path)
+    return point, False
 
 
 def _curve(points, modality, metric):
@@ -163,8 +219,11 @@ def anchor_labels(keyint: int) -> dict:
 
 def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.DEFAULT_JPEG_QUALITIES,
              model=None, qualities=None, modes=("image", "video"), gop: int = 10, keyint: int = 10,
-             with_msssim: bool = True, progress: bool = True) -> dict:
-    """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring)."""
+             with_msssim: bool = True, progress: bool = True, cache_dir: Path | None = None) -> dict:
+    """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring).
+
+    With ``cache_dir``, points measured before on the very same frames are reused (see
+    :func:`measure_point`)."""
     from tqdm import tqdm
 
     labels = anchor_labels(keyint)
@@ -182,12 +241,16 @@ def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.
                 jobs.append(Job(name, "model", int(q), "level", gop=g,
                                 label=f"{model.name} ({model.direction}), {mode} mode, GOP {g}"))
     codecs: dict = {}
+    digest = frames_digest(seqs) if cache_dir is not None else None
+    reused = 0
     bar = tqdm(jobs, desc="eval", unit="point", disable=not progress)
     for job in bar:
         bar.set_postfix_str(f"{job.codec} {job.setting_name} {job.setting}")
-        acc = run_job(job, seqs, model=model, keyint=keyint, with_msssim=with_msssim)
+        point, cached = measure_point(job, seqs, model=model, keyint=keyint, with_msssim=with_msssim,
+                                      cache_dir=cache_dir, data_digest=digest)
+        reused += cached
         c = codecs.setdefault(job.codec, {"label": job.label, "kind": job.kind, "gop": job.gop, "points": []})
-        c["points"].append(summarise(job, acc))
+        c["points"].append(point)
     for c in codecs.values():
         c["points"].sort(key=lambda p: p["thermal"]["bpp"] or 0.0)
     result = {
@@ -196,6 +259,7 @@ def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.
         "codecs": codecs,
         "bd": bd_table(codecs),
         "reference": REFERENCE,
+        "points_from_cache": reused,
         "conventions": {
             "bpp": "bits of one modality / pixels of that modality, mean over frames",
             "psnr": f"per-frame PSNR (RGB: MSE over the 3 channels; peak 255), mean over frames, capped at {PSNR_CAP} dB",
@@ -354,7 +418,8 @@ def cmd_eval(args) -> None:
     try:
         result = evaluate(seqs, anchors=args.anchors, qps=args.qp, jpeg_qualities=args.jpeg_quality,
                           model=model, qualities=args.quality, modes=args.modes, gop=args.gop,
-                          keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet)
+                          keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet,
+                          cache_dir=Path(args.cache) if args.cache else None)
     except anc.AnchorError as exc:
         raise CliError(str(exc)) from None
     result["run"] = {"data": str(args.data), "frames_per_sequence": args.frames or "all", "crop": args.crop,
@@ -364,7 +429,8 @@ def cmd_eval(args) -> None:
     summary = {m: {n: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
                        if k.startswith("bd_rate_psnr") or k.startswith("bpp_at")}
                    for n, row in result["bd"][m].items()} for m in MODALITIES}
-    print(json.dumps({**files, "seconds": result["run"]["seconds"], "bd": summary}))
+    print(json.dumps({**files, "seconds": result["run"]["seconds"], "points_from_cache": result["points_from_cache"],
+                      "bd": summary}))
 
 
 def add_eval_parser(subparsers) -> None:
@@ -395,5 +461,6 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--weights", help="explicit .safetensors model file (its .json card beside it)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--cache", help="folder of measured points to reuse and extend (same frames, same settings)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
