@@ -79,7 +79,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
              f"{' (centre crop ' + args.crop + ')' if args.crop else ''}, lossless PNG (M3SVD, MIT). "
              "Never used for training.")
     L.append(f"- Machine: {result['run'].get('cpu', cpu_name())}, {result['run'].get('cores', os.cpu_count())} cores, "
-             f"no GPU used; this run took {seconds / 60:.1f} min. Times per pair are wall-clock on this machine "
+             f"no GPU used; this run took {seconds / 60:.1f} min"
+             f"{' (plus the earlier runs of its cached points)' if result.get('points_from_cache') else ''}. "
+             "Times per pair are wall-clock on this machine "
              "while other jobs (training) shared it: indicative only.")
     L.append(f"- Model: {model_note}")
     if args.frames:
