@@ -9,6 +9,8 @@ corrupt packet it drops predicted frames until the next key frame and counts the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -21,6 +23,27 @@ from .multimodal import PAD, Decoded
 from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, SIXTEEN_BIT, CorruptPacket, EntropyMismatch,
                      Limits, ModelMismatch, PacketError, PacketHeader, read_packet, write_packet)
 from .zoo import LoadedModel
+
+
+# PyTorch picks different CPU kernels by thread count (for example THNN for a batch-1 1x1
+# convolution on one thread, oneDNN on several), and they round differently: a decoder running with
+# another thread count than the encoder reconstructs frames that differ in the last bits, and the
+# difference feeds the next predicted frame. The codec therefore computes on the CPU with a fixed
+# number of threads, the same in every process, whatever the process's torch setting.
+CODEC_THREADS = int(os.environ.get("MM_COMPRESS_CODEC_THREADS", "1"))
+
+
+@contextlib.contextmanager
+def codec_threads(device: torch.device):
+    if device.type != "cpu" or torch.get_num_threads() == CODEC_THREADS:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(CODEC_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 class InputError(ValueError):
@@ -167,10 +190,11 @@ class StreamEncoder:
         t = to_tensor(thermal, dev, lo, hi)
         ref, dep = self._mod.split(r, t)
         net = self.model.net
-        if key:
-            sections, digests, dec = net.compress_key(ref, dep, self._level)
-        else:
-            sections, digests, dec = net.compress_predicted(ref, dep, self._prev, self._level)
+        with codec_threads(dev):
+            if key:
+                sections, digests, dec = net.compress_key(ref, dep, self._level)
+            else:
+                sections, digests, dec = net.compress_predicted(ref, dep, self._prev, self._level)
         header = PacketHeader(
             frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
             quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
@@ -250,10 +274,12 @@ class StreamDecoder:
             self.reset()
             raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
         try:
-            if h.frame_type == FRAME_KEY:
-                dec = net.decompress_key(sections, ref_pad, dep_pad, level, h.index_digests)
-            else:
-                dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level, h.index_digests)
+            with codec_threads(dev):
+                if h.frame_type == FRAME_KEY:
+                    dec = net.decompress_key(sections, ref_pad, dep_pad, level, h.index_digests)
+                else:
+                    dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level,
+                                                   h.index_digests)
         except ModelEntropyMismatch as exc:
             self.reset()
             raise EntropyMismatch(str(exc)) from None
