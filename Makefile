@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DATA ?=
 DEMO_ARGS ?=
 
-.PHONY: venv build test demo clean
+.PHONY: venv build test demo results clean
 
 venv: $(VENV_STAMP)
 
@@ -41,6 +41,12 @@ test: build
 
 demo: build
 	$(ROS_ENV); python -m mm_compress_ros.ros.demo $(if $(DATA),--data "$(DATA)") $(DEMO_ARGS)
+
+# docs/results.md: rate-distortion of the shipped model against x265 and JPEG on m3svd_seq
+# (RESULTS_ARGS="--frames 10" for a quicker run; see benchmarks/results.py --help)
+RESULTS_ARGS ?=
+results: venv
+	MMC_VIA_MAKE=1 $(VENV)/bin/python benchmarks/results.py $(RESULTS_ARGS)
 
 clean:
 	rm -rf build install log
