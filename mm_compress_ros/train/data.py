@@ -3,9 +3,10 @@
 Layouts understood (all with matching file names between the two modalities):
 
 * pair folders: ``<root>/{rgb,thermal}/*`` (RoadScene); also ``{vi,ir}``, ``{visible,infrared}``
-  (LLVIP: ``visible/train``, ``infrared/train``; MSRS: ``train/{vi,ir}``), FLIR ADAS aligned
-  (``JPEGImages`` with ``*_RGB.jpg`` / ``*_PreviewData.jpeg``) and KAIST (``visible/``, ``lwir/``).
+  (LLVIP: ``visible/train``, ``infrared/train``; MSRS: ``train/{vi,ir}``);
+* FLIR ADAS aligned pairs: ``<root>/JPEGImages/FLIR_XXXXX_RGB.jpg`` + ``FLIR_XXXXX_PreviewData.jpeg``;
 * frame-sequence folders: ``<root>/<seq>/{rgb,thermal}/NNNN.png`` (M3SVD sequences);
+* KAIST multispectral sequences: ``<root>/setXX/VXXX/{visible,lwir}/IXXXXX.jpg``;
 * paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV.
 """
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from ..io.frames import FrameSourceError, IMAGE_EXTS, iter_video, read_rgb, read_thermal
 
-PAIR_DIRS = [("rgb", "thermal"), ("vi", "ir"), ("visible", "infrared"), ("visible", "lwir")]
+PAIR_DIRS = [("rgb", "thermal"), ("vi", "ir"), ("visible", "infrared")]
 
 
 @dataclass
@@ -82,13 +83,49 @@ def load_stills(root: Path, limit: int | None = None) -> list[tuple[np.ndarray, 
     return [_fit(read_rgb(a), _to8(read_thermal(b))) for a, b in tqdm(pairs, desc=f"stills {root.name}", leave=False)]
 
 
-def load_frame_sequences(root: Path, limit: int | None = None) -> list[Sequence]:
+def load_frame_sequences(seq_dirs: list[Path], names: tuple[str, str] = ("rgb", "thermal"),
+                         limit: int | None = None) -> list[Sequence]:
+    """Each ``<seq>/<rgb name>/`` + ``<seq>/<thermal name>/`` folder pair is one sequence."""
     seqs = []
-    for d in sorted(p for p in root.iterdir() if (p / "rgb").is_dir() and (p / "thermal").is_dir()):
-        pairs = _match(d / "rgb", d / "thermal")[:limit]
+    for d in tqdm(seq_dirs, desc="sequences", leave=False):
+        pairs = _match(d / names[0], d / names[1])[:limit]
+        if not pairs:
+            continue
         fr = [_fit(read_rgb(a), _to8(read_thermal(b))) for a, b in pairs]
         seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr])))
     return seqs
+
+
+def load_flir_aligned(root: Path, limit: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """FLIR ADAS "aligned" layout: ``JPEGImages/FLIR_XXXXX_RGB.jpg`` + ``FLIR_XXXXX_PreviewData.jpeg``."""
+    pairs = []
+    for th in sorted((root / "JPEGImages").glob("*_PreviewData.jpeg")):
+        rgb = th.with_name(th.name.replace("_PreviewData.jpeg", "_RGB.jpg"))
+        if rgb.is_file():
+            pairs.append((rgb, th))
+    pairs = pairs[:limit]
+    return [_fit(read_rgb(a), _to8(read_thermal(b))) for a, b in tqdm(pairs, desc="FLIR aligned", leave=False)]
+
+
+def _kaist_sequences(root: Path) -> list[Path]:
+    """KAIST multispectral: ``setXX/VXXX/{visible,lwir}/IXXXXX.jpg`` (consecutive frames)."""
+    return sorted(p for p in root.glob("*/*") if (p / "visible").is_dir() and (p / "lwir").is_dir())
+
+
+def detect_layout(d: Path) -> str | None:
+    """One of ``flir``, ``videos``, ``sequences``, ``kaist``, ``pairs`` or None."""
+    if (d / "JPEGImages").is_dir() and next((d / "JPEGImages").glob("*_PreviewData.jpeg"), None):
+        return "flir"
+    subdirs = [p for p in d.iterdir() if p.is_dir()]
+    if any((p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file() for p in subdirs):
+        return "videos"
+    if any((p / "rgb").is_dir() and (p / "thermal").is_dir() for p in subdirs):
+        return "sequences"
+    if _kaist_sequences(d):
+        return "kaist"
+    if find_pair_dirs(d):
+        return "pairs"
+    return None
 
 
 def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1) -> list[Sequence]:
@@ -104,23 +141,31 @@ def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1) -> l
 
 
 def load_training_set(roots: list[Path], limit: int | None = None) -> TrainingSet:
-    """Loads every recognised layout found directly in each root (or one level below)."""
+    """Loads each root by its layout (see :func:`detect_layout`), or each of its subfolders."""
     ts = TrainingSet()
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise FrameSourceError(f"no such data folder: {root}")
         before = (len(ts.stills), len(ts.sequences))
-        candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
-        for c in candidates:
-            if find_pair_dirs(c):
-                ts.stills += load_stills(c, limit)
-            elif any((p / "rgb.mp4").is_file() for p in c.iterdir() if p.is_dir()):
-                ts.sequences += load_video_pairs(c, limit)
-            elif any((p / "rgb").is_dir() for p in c.iterdir() if p.is_dir()):
-                ts.sequences += load_frame_sequences(c, limit)
+        layout = detect_layout(root)
+        folders = [(root, layout)] if layout else [
+            (p, detect_layout(p)) for p in sorted(root.iterdir()) if p.is_dir()]
+        for folder, kind in folders:
+            if kind == "flir":
+                ts.stills += load_flir_aligned(folder, limit)
+            elif kind == "videos":
+                ts.sequences += load_video_pairs(folder, limit)
+            elif kind == "sequences":
+                ts.sequences += load_frame_sequences(
+                    sorted(p for p in folder.iterdir() if (p / "rgb").is_dir()), limit=limit)
+            elif kind == "kaist":
+                ts.sequences += load_frame_sequences(_kaist_sequences(folder), ("visible", "lwir"), limit)
+            elif kind == "pairs":
+                ts.stills += load_stills(folder, limit)
         if (len(ts.stills), len(ts.sequences)) == before:
-            raise FrameSourceError(f"{root}: no RGB + thermal pairs, sequences or videos found")
+            raise FrameSourceError(f"{root}: no RGB + thermal pairs, sequences, videos, FLIR ADAS or KAIST "
+                                   "layout found")
     return ts
 
 
@@ -128,6 +173,11 @@ class CropSampler:
     """Random aligned crops: key-frame batches and (previous, current) sequence batches."""
 
     def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3):
+        data.sequences = [q for q in data.sequences if len(q.rgb) >= 2]
+        small = [q.name for q in data.sequences if min(q.thermal.shape[1:3]) < crop]
+        small += [f"still {i}" for i, (_, t) in enumerate(data.stills) if min(t.shape[:2]) < crop]
+        if small:
+            raise ValueError(f"crop {crop} is larger than some frames ({', '.join(small[:3])})")
         self.data, self.crop, self.max_gap = data, crop, max_gap
         self.rng = np.random.default_rng(seed)
 
@@ -156,7 +206,7 @@ class CropSampler:
         out = [[], [], [], []]
         for _ in range(batch):
             s = self.data.sequences[int(self.rng.integers(len(self.data.sequences)))]
-            gap = int(self.rng.integers(1, self.max_gap + 1))
+            gap = int(self.rng.integers(1, min(self.max_gap, len(s.rgb) - 1) + 1))
             t = int(self.rng.integers(gap, len(s.rgb)))
             h, w = s.thermal.shape[1:3]
             crops = self._crop([s.rgb[t - gap], s.thermal[t - gap], s.rgb[t], s.thermal[t]], h, w)

@@ -102,6 +102,7 @@ class Trainer:
         self.aux_opt = torch.optim.Adam(aux, lr=1e-3)
         self.sampler = CropSampler(data, cfg.crop, cfg.seed)
         self.step = 0
+        self.seconds = 0.0  # training time over all resumed runs (for the model card)
         self.lambdas = torch.tensor(LAMBDAS[: cfg.model.levels], device=self.device)
         self._resume()
 
@@ -113,7 +114,7 @@ class Trainer:
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        meta = {"step": self.step, "train": {**self.cfg.__dict__, "model": self.cfg.model.to_dict()},
+        meta = {"step": self.step, "seconds": self.seconds, "device": str(self.device), "train": {**self.cfg.__dict__, "model": self.cfg.model.to_dict()},
                 "sampler_rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist(),
                 "optimizers": {}}
         for name, opt in (("opt", self.opt), ("aux", self.aux_opt)):
@@ -147,6 +148,7 @@ class Trainer:
                          for i, st in om["steps"].items()}
                 opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
             self.step = meta["step"]
+            self.seconds = meta.get("seconds", 0.0)
             self.sampler.rng.bit_generator.state = meta["sampler_rng"]
             torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
 
@@ -226,7 +228,9 @@ class Trainer:
         acc: dict[str, list[float]] = {}
         t0 = time.time()
         while self.step < cfg.steps:
+            t_step = time.time()
             stats = self.train_step()
+            self.seconds += time.time() - t_step
             for k, v in stats.items():
                 if math.isfinite(v):
                     acc.setdefault(k, []).append(v)
