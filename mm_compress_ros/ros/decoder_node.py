@@ -103,6 +103,8 @@ class DecoderNode(Node):
         self.key_requests = 0
         self._want_key = False
         self._last_key_request = 0.0
+        self._dec_ms_total = 0.0
+        self._lat_ms_total = 0.0
         self._dec_ms = Window(10.0)
         self._lat_ms = Window(10.0)
         self._fps = Window(10.0)
@@ -233,11 +235,14 @@ class DecoderNode(Node):
                 self._want_key = False
         self._publish(msg, header, pair)
         now_ns = self.get_clock().now().nanoseconds
+        latency_ms = (now_ns - stamp_to_ns(msg.header.stamp)) / 1e6
         self._dec_ms.add(dec_ms)
-        self._lat_ms.add((now_ns - stamp_to_ns(msg.header.stamp)) / 1e6)
+        self._lat_ms.add(latency_ms)
         self._fps.add(1.0)
         with self._lock:
             self.decoded += 1
+            self._dec_ms_total += dec_ms
+            self._lat_ms_total += latency_ms
 
     def _corrupt(self, why: str):
         with self._lock:
@@ -269,7 +274,9 @@ class DecoderNode(Node):
         with self._lock:
             s = {"received": self.received, "decoded": self.decoded, "skipped": self.skipped,
                  "gaps": self.gaps, "lost": self.lost, "corrupt": self.corrupt,
-                 "overflow_drops": self.overflow_drops, "key_requests": self.key_requests}
+                 "overflow_drops": self.overflow_drops, "key_requests": self.key_requests,
+                 "decode_ms_mean_all": self._dec_ms_total / max(1, self.decoded),
+                 "latency_ms_mean_all": self._lat_ms_total / max(1, self.decoded)}
         s.update({"waiting_for_key": self.waiting_for_key, "fps": self._fps.rate(),
                   "decode_ms_mean": mean(dec), "decode_ms_p95": percentile(dec, 95),
                   "latency_ms_mean": mean(lat), "latency_ms_p95": percentile(lat, 95),

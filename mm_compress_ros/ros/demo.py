@@ -45,6 +45,79 @@ def _tail(path: Path, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
+def run_pipeline(data: str, frames: int, rate: float, width: int, height: int, *, device: str = "auto",
+                 threads: int = 1, encoder: dict | None = None, decoder: dict | None = None,
+                 sample: dict | None = None, timeout: float = 300.0, quiet_s: float = 8.0,
+                 log=print):
+    """Run sample -> encoder -> decoder (launch/pipeline.launch.py's nodes, as processes) with a
+    monitor in this process until the source is done and decoding has drained.
+
+    Returns (monitor, ok, logdir). ``monitor.records`` holds every observation.
+    """
+    import rclpy
+
+    from mm_compress_ros.ros.launch_table import env_for_nodes, node_commands
+    from mm_compress_ros.ros.monitor import PipelineMonitor
+
+    params = {
+        "sample_publisher": {"count": frames, "rate": rate, "width": width, "height": height, "loop": True,
+                             "wait_for_subscribers": 2, "wait_timeout": 120.0, **(sample or {})},
+        "encoder_node": {"torch_threads": threads, "log_period": 5.0, **(encoder or {})},
+        "decoder_node": {"torch_threads": threads, "log_period": 5.0, **(decoder or {})},
+    }
+    cmds = {c.name: c for c in node_commands("pipeline.launch.py", {"path": data, "device": device}, params)}
+    env = env_for_nodes()
+    log(f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')}, RMW={env.get('RMW_IMPLEMENTATION')}, "
+        f"Fast DDS profile {Path(env['FASTDDS_DEFAULT_PROFILES_FILE']).name}")
+    logdir = Path(tempfile.mkdtemp(prefix="mmc_pipeline_"))
+    procs: dict[str, subprocess.Popen] = {}
+    logs: dict[str, Path] = {}
+
+    def start(name):
+        logs[name] = logdir / f"{name}.log"
+        procs[name] = subprocess.Popen(cmds[name].argv, env=env, stdout=open(logs[name], "wb"),
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+
+    if not rclpy.ok():
+        rclpy.init()
+    monitor = PipelineMonitor(str(logdir / "monitor.jsonl"))
+    ok = True
+    try:
+        start("decoder_node")
+        start("encoder_node")
+        start("sample_publisher")  # waits for 2 subscribers (encoder + monitor) before publishing
+        deadline = time.monotonic() + timeout
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            if time.monotonic() > deadline:
+                log("timed out")
+                ok = False
+                break
+            rclpy.spin_once(monitor, timeout_sec=0.1)
+            dead = [n for n in ("encoder_node", "decoder_node") if procs[n].poll() is not None]
+            if dead:
+                for n in dead:
+                    log(f"{n} exited with {procs[n].returncode}:\n{_tail(logs[n], 15)}")
+                ok = False
+                break
+            done = procs["sample_publisher"].poll() is not None
+            n = sum(1 for r in monitor.records if r["kind"] != "diagnostics")
+            if n != last_count:
+                last_count, last_change = n, time.monotonic()
+            if done and time.monotonic() - last_change > quiet_s:
+                break
+        # A last round of diagnostics.
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            rclpy.spin_once(monitor, timeout_sec=0.1)
+    finally:
+        for name in ("sample_publisher", "encoder_node", "decoder_node"):
+            if name in procs:
+                _stop(procs[name])
+    return monitor, ok, logdir
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="frame folder or paired-video folder (default: synthetic scene)")
@@ -63,94 +136,49 @@ def main(argv=None) -> int:
 
     import rclpy
 
-    from mm_compress_ros.ros.launch_table import env_for_nodes, node_commands
-    from mm_compress_ros.ros.monitor import PipelineMonitor, format_summary
+    from mm_compress_ros.ros.monitor import format_summary
 
     data = str(Path(args.data).resolve()) if args.data else ""
     if data and not Path(data).is_dir():
         print(f"demo: --data {args.data}: not a directory", file=sys.stderr)
         return 2
     label = f"REAL frames from {data}" if data else "SYNTHETIC scene (built-in, not real data)"
-    enc_params = {"torch_threads": args.threads, "log_period": 5.0}
+    enc = {}
     if args.quality is not None:
-        enc_params["quality"] = args.quality
+        enc["quality"] = args.quality
     if args.gop is not None:
-        enc_params["gop"] = args.gop
-    params = {
-        "sample_publisher": {"count": args.frames, "rate": args.rate, "width": args.width,
-                             "height": args.height, "loop": True, "wait_for_subscribers": 2,
-                             "wait_timeout": 120.0, "thermal_encoding": args.thermal_encoding},
-        "encoder_node": enc_params,
-        "decoder_node": {"torch_threads": args.threads, "log_period": 5.0},
-    }
-    cmds = {c.name: c for c in node_commands("pipeline.launch.py", {"path": data, "device": args.device}, params)}
-    env = env_for_nodes()
+        enc["gop"] = args.gop
     print(f"demo: input: {label}")
-    print(f"demo: {args.frames} frames at {args.rate:g} Hz, {args.width}x{args.height}, "
-          f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID')}, RMW={env.get('RMW_IMPLEMENTATION')}, "
-          f"Fast DDS profile {Path(env['FASTDDS_DEFAULT_PROFILES_FILE']).name}")
-    logdir = Path(tempfile.mkdtemp(prefix="mmc_demo_"))
-    procs: dict[str, subprocess.Popen] = {}
-    logs: dict[str, Path] = {}
-
-    def start(name):
-        logs[name] = logdir / f"{name}.log"
-        procs[name] = subprocess.Popen(cmds[name].argv, env=env, stdout=open(logs[name], "wb"),
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
-
-    rclpy.init()
-    monitor = PipelineMonitor(str(logdir / "monitor.jsonl"))
+    print(f"demo: {args.frames} frames at {args.rate:g} Hz, {args.width}x{args.height}")
     rc = 0
     try:
-        start("decoder_node")
-        start("encoder_node")
-        start("sample_publisher")  # waits for 2 subscribers (encoder + monitor) before publishing
-        deadline = time.monotonic() + args.timeout
-        last_count, last_change = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            rclpy.spin_once(monitor, timeout_sec=0.1)
-            for name in ("encoder_node", "decoder_node"):
-                if procs[name].poll() is not None:
-                    print(f"demo: {name} exited with {procs[name].returncode}:\n{_tail(logs[name], 15)}",
-                          file=sys.stderr)
-                    return 1
-            done = procs["sample_publisher"].poll() is not None
-            n = sum(1 for r in monitor.records if r["kind"] == "decoded")
-            if n != last_count:
-                last_count, last_change = n, time.monotonic()
-            # Finished: the source is done and nothing new was decoded for a while.
-            if done and time.monotonic() - last_change > 8.0:
-                break
-        else:
-            print("demo: timed out", file=sys.stderr)
-            rc = 1
+        monitor, ok, logdir = run_pipeline(
+            data, args.frames, args.rate, args.width, args.height, device=args.device, threads=args.threads,
+            encoder=enc, sample={"thermal_encoding": args.thermal_encoding}, timeout=args.timeout,
+            log=lambda m: print(f"demo: {m}", flush=True))
         summary = monitor.summary()
         print()
         print(format_summary(summary, label))
         for name, rec in sorted(monitor.diagnostics.items()):
             v = rec["values"]
-            if "encode_ms_mean" in v:
+            if "encode_ms_mean_all" in v:
                 print(f"encoder: {v['frames']} frames encoded, {v['drops']} dropped by the keep-newest policy, "
-                      f"encode {float(v['encode_ms_mean']):.0f} ms mean")
-            if "decode_ms_mean" in v:
-                print(f"decoder: {v['decoded']} decoded, decode {float(v['decode_ms_mean']):.0f} ms mean, "
+                      f"encode {float(v['encode_ms_mean_all']):.0f} ms mean")
+            if "decode_ms_mean_all" in v:
+                print(f"decoder: {v['decoded']} decoded, decode {float(v['decode_ms_mean_all']):.0f} ms mean, "
                       f"lost {v['lost']}, corrupt {v['corrupt']}")
         print(f"logs: {logdir}")
         if args.json:
             Path(args.json).write_text(json.dumps({"input": label, **summary}, indent=2) + "\n")
-        if summary["rgb"]["decoded"] == 0:
-            print("demo: no frame was decoded", file=sys.stderr)
-            for name in procs:
-                print(f"--- {name}\n{_tail(logs[name], 10)}", file=sys.stderr)
+        if not ok or summary["rgb"]["decoded"] == 0:
+            print("demo: FAILED: no frame was decoded" if ok else "demo: FAILED", file=sys.stderr)
+            for f in sorted(logdir.glob("*.log")):
+                print(f"--- {f.stem}\n{_tail(f, 10)}", file=sys.stderr)
             rc = 1
+        monitor.destroy_node()
     except KeyboardInterrupt:
         rc = 130
     finally:
-        for name in ("sample_publisher", "encoder_node", "decoder_node"):
-            if name in procs:
-                _stop(procs[name])
-        monitor.destroy_node()
         rclpy.try_shutdown()
     return rc
 

@@ -126,6 +126,8 @@ class EncoderNode(Node):
         self._stats_lock = threading.Lock()
         self._last_drops_reported = 0
         self._last_stamp = -1
+        self._enc_ms_total = 0.0
+        self._bytes_total = 0
 
         self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
         self.slot = LatestSlot()
@@ -253,6 +255,9 @@ class EncoderNode(Node):
             self.key_frames += frame_type == EncodedFrame.FRAME_KEY
         self._enc_ms.add(enc_ms)
         self._bits.add(len(packet) * 8)
+        with self._stats_lock:
+            self._enc_ms_total += enc_ms
+            self._bytes_total += len(packet)
 
     # -- reporting ----------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -260,7 +265,9 @@ class EncoderNode(Node):
         with self._stats_lock:
             s = {"frames": self.frames, "key_frames": self.key_frames, "sequence": self.sequence,
                  "drops": self.drops, "stale": self.stale, "errors": self.errors,
-                 "unsupported": self.unsupported, "key_requests": self.key_requests}
+                 "unsupported": self.unsupported, "key_requests": self.key_requests,
+                 "encode_ms_mean_all": self._enc_ms_total / max(1, self.frames),
+                 "bytes_total": self._bytes_total}
         s.update({"sync_evicted": self.sync.stats.evicted,
                   "fps": self._bits.rate(), "kbps": self._bits.sum_rate() / 1000.0,
                   "encode_ms_mean": mean(enc), "encode_ms_p95": percentile(enc, 95),
