@@ -165,7 +165,9 @@ class EncoderNode(Node):
     def _on_key_request(self, request, response):
         self.request_key_frame("service request")
         response.success = True
-        response.message = f"next frame after sequence {self.sequence} will be a key frame"
+        # The frame being encoded right now (if any) gets the next sequence number and started
+        # before the request: the key frame is that sequence number or the one after.
+        response.message = f"key frame requested; next sequence {self.sequence}"
         return response
 
     def request_key_frame(self, why: str):
