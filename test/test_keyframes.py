@@ -17,7 +17,7 @@ def test_key_frame_on_new_subscriber_and_on_service_request(ros, tmp_path):
     out = tmp_path / "monitor.jsonl"
     mon = ros.start("monitor", [sys.executable, "-m", "mm_compress_ros.ros.monitor", "--out", out])
     wait_for_log(mon, "monitor ready", 60, ros)
-    enc = start_launch(ros, "encoder.launch.py", {}, {"encoder_node": {"torch_threads": 1, "gop": 1000}})["encoder_node"]
+    enc = start_launch(ros, "encoder.launch.py", {}, {"encoder_node": {"torch_threads": 1, "gop": 1000, "resize": [48, 32]}})["encoder_node"]
     wait_for_log(enc, "loaded in", 120, ros)
     start_launch(ros, "pipeline.launch.py", {"path": str(SEQ)},
                  {"sample_publisher": {"count": 0, "rate": 3.0, "width": 96, "height": 64,
@@ -54,5 +54,7 @@ def test_key_frame_on_new_subscriber_and_on_service_request(ros, tmp_path):
         # (the monitor's and the late subscriber's), and the service's.
         keys = [r["sequence"] for r in encoded() if r["frame_type"] == 0]
         assert keys[0] == 0 and len(keys) <= 4, keys
+        # resize: the RGB image is coded at 48x32 and the thermal image (same size here) alike.
+        assert all(r["rgb_size"] == [32, 48] and r["thermal_size"] == [32, 48] for r in encoded())
     finally:
         ros.stop_all()

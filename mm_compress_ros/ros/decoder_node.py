@@ -176,7 +176,8 @@ class DecoderNode(Node):
             try:
                 self._handle(msg)
             except Exception as exc:  # noqa: BLE001  (stay up; restart at the next key frame)
-                self.get_logger().error(f"decoding failed: {type(exc).__name__}: {exc}")
+                self.get_logger().error(f"decoding failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=2.0)
                 with self._lock:
                     self.corrupt += 1
                 self.decoder = self._StreamDecoder(self.model)
@@ -247,7 +248,7 @@ class DecoderNode(Node):
     def _corrupt(self, why: str):
         with self._lock:
             self.corrupt += 1
-        self.get_logger().warning(f"corrupt packet: {why}")
+        self.get_logger().warning(f"corrupt packet: {why}", throttle_duration_sec=1.0)
         self.decoder = self._StreamDecoder(self.model)  # its state may be half-updated
         self._need_key("corrupt packet")
 

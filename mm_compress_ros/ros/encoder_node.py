@@ -94,7 +94,7 @@ class EncoderNode(Node):
         if self.direction not in ("thermal_given_rgb", "rgb_given_thermal"):
             raise ValueError(f"direction must be thermal_given_rgb or rgb_given_thermal, not {self.direction!r}")
         if len(resize) != 2 or min(resize) < 0:
-            raise ValueError("resize must be [width, height] (0, 0: keep the input size)")
+            raise ValueError("resize must be [width, height] of the RGB image (0, 0: keep the input size)")
         self.resize = (int(resize[0]), int(resize[1])) if resize[0] > 0 and resize[1] > 0 else None
 
         import torch
@@ -224,11 +224,15 @@ class EncoderNode(Node):
             return
         rgb = to_rgb(image_to_numpy(rgb_msg), rgb_msg.encoding)
         thermal = image_to_numpy(thermal_msg)
-        if self.resize is not None:
+        if self.resize is not None and (rgb.shape[1], rgb.shape[0]) != self.resize:
             import cv2
 
+            # The thermal image is scaled by the RGB image's factors: their relative geometry
+            # (and so the cross-modal alignment) is kept when the two sizes differ.
+            fx, fy = self.resize[0] / rgb.shape[1], self.resize[1] / rgb.shape[0]
+            tsize = (max(16, round(thermal.shape[1] * fx)), max(16, round(thermal.shape[0] * fy)))
             rgb = cv2.resize(rgb, self.resize, interpolation=cv2.INTER_AREA)
-            thermal = cv2.resize(thermal, self.resize, interpolation=cv2.INTER_AREA)
+            thermal = cv2.resize(thermal, tsize, interpolation=cv2.INTER_AREA)
         force_key = self._key_requested.is_set()
         self._key_requested.clear()
         t0 = time.perf_counter()

@@ -62,16 +62,19 @@ def modality_bytes(header) -> dict | None:
     return {"rgb": dep, "thermal": ref}
 
 
-def _header_sizes(data: bytes):
-    """Per-modality payload sizes from the packet header, when the codec package is there."""
+def _packet_info(data: bytes) -> dict:
+    """Per-modality payload sizes and image sizes from the packet header (empty when the codec
+    package is missing or the packet is corrupt)."""
     try:
         from mm_compress_ros.codec.packet import read_header
-    except Exception:  # noqa: BLE001  (codec not installed: sizes unknown)
-        return None
+    except Exception:  # noqa: BLE001  (codec not installed)
+        return {}
     try:
-        return modality_bytes(read_header(bytes(data)))
-    except Exception:  # noqa: BLE001  (a corrupt packet: no sizes)
-        return None
+        h = read_header(bytes(data))
+    except Exception:  # noqa: BLE001  (a corrupt packet)
+        return {}
+    return {"sizes": modality_bytes(h), "rgb_size": list(h.rgb_size), "thermal_size": list(h.thermal_size),
+            "frame_index": h.frame_index}
 
 
 class PipelineMonitor(Node):
@@ -133,7 +136,8 @@ class PipelineMonitor(Node):
                "thermal_stamp": stamp_to_ns(msg.thermal_stamp), "frame_id": msg.header.frame_id,
                "thermal_frame_id": msg.thermal_frame_id, "codec": msg.codec, "quality": int(msg.quality),
                "rgb_encoding": msg.rgb_encoding, "thermal_encoding": msg.thermal_encoding,
-               "recv_ns": now, "sizes": _header_sizes(data)}
+               "recv_ns": now, "sizes": None}
+        rec.update(_packet_info(data))
         with self._lock:
             self.encoded.append(rec)
             if self.t0 is None:
