@@ -11,14 +11,17 @@ from typing import Iterator
 
 import numpy as np
 
+from ..io.frames import FrameSourceError
 from ..io.ros_image import numpy_to_image
 from .types import IMAGE, BagTypeError, msgdef_and_hash, typestore
 
 STORAGES = ("mcap", "sqlite3")
 
 
-class BagError(ValueError):
-    """A bag cannot be read or written as asked (one-line message)."""
+class BagError(FrameSourceError):
+    """A bag cannot be read or written as asked (one-line message). A FrameSourceError, so that
+    ``mm-compress`` reports it in one line however it was started (``python -m mm_compress_ros.cli``
+    runs the CLI as ``__main__``, whose CliError class is not the one this package imports)."""
 
 
 _READ_ERRORS = (OSError, EOFError, struct.error, ValueError, KeyError, IndexError)

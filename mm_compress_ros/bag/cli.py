@@ -9,28 +9,25 @@ from .bagio import STORAGES, BagError
 from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 
 
-def _err(exc) -> Exception:
-    from ..cli import CliError
-
-    return CliError(str(exc))
+# Expected failures raise BagError (a FrameSourceError): mm-compress prints them in one line and
+# exits 2.
 
 
 def cmd_bag_encode(args) -> None:
     from ..codec.zoo import load_model
     from .transcode import encode_bag
 
-    try:
-        model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
-        if not 1 <= args.quality <= model.levels:
-            raise BagError(f"--quality must be 1..{model.levels} for model {model.model_id}")
-        if args.gop < 1:
-            raise BagError("--gop must be at least 1")
-        res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
-                         quality=args.quality, gop=args.gop, storage=args.storage,
-                         encoded_topic=args.encoded_topic, slop=args.slop, queue_size=args.queue_size,
-                         quiet=args.quiet)
-    except BagError as exc:
-        raise _err(exc) from None
+    if args.gop < 1:
+        raise BagError("--gop must be at least 1")
+    if not args.slop > 0 or args.queue_size < 1:
+        raise BagError("--slop must be positive and --queue-size at least 1")
+    model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
+    if not 1 <= args.quality <= model.levels:
+        raise BagError(f"--quality must be 1..{model.levels} for model {model.model_id}")
+    res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
+                     quality=args.quality, gop=args.gop, storage=args.storage,
+                     encoded_topic=args.encoded_topic, slop=args.slop, queue_size=args.queue_size,
+                     quiet=args.quiet)
     print(json.dumps(res))
 
 
@@ -39,36 +36,29 @@ def cmd_bag_decode(args) -> None:
 
     outs = [x for x in (args.out, args.frames, args.video) if x is not None]
     if len(outs) != 1:
-        raise _err("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
-    try:
-        res = decode_bag(args.inp, out_bag=args.out, frames_dir=args.frames, video=args.video,
-                         encoded_topic=args.encoded_topic, rgb_topic=args.rgb_topic,
-                         thermal_topic=args.thermal_topic, model=args.model, weights=args.weights,
-                         device=args.device, storage=args.storage, fps=args.fps,
-                         video_codec=args.video_codec, quiet=args.quiet)
-    except BagError as exc:
-        raise _err(exc) from None
+        raise BagError("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
+    res = decode_bag(args.inp, out_bag=args.out, frames_dir=args.frames, video=args.video,
+                     encoded_topic=args.encoded_topic, rgb_topic=args.rgb_topic,
+                     thermal_topic=args.thermal_topic, model=args.model, weights=args.weights,
+                     device=args.device, storage=args.storage, fps=args.fps,
+                     video_codec=args.video_codec, quiet=args.quiet)
     print(json.dumps(res))
 
 
 def cmd_bag_info(args) -> None:
     from .info import bag_info, format_info
 
-    try:
-        info = bag_info(args.bag, bin_s=args.bin)
-    except (BagError, ValueError) as exc:
-        raise _err(exc) from None
+    if not args.bin > 0:
+        raise BagError("--bin must be positive")
+    info = bag_info(args.bag, bin_s=args.bin)
     print(json.dumps(info, indent=1) if args.json else format_info(info))
 
 
 def cmd_record(args) -> None:
-    from .record import RecordError, record
+    from .record import record
 
-    try:
-        res = record(args.out, args.topics, duration=args.duration, storage=args.storage,
-                     discovery_timeout=args.discovery_timeout, quiet=args.quiet)
-    except (BagError, RecordError) as exc:
-        raise _err(exc) from None
+    res = record(args.out, args.topics, duration=args.duration, storage=args.storage,
+                 discovery_timeout=args.discovery_timeout, quiet=args.quiet)
     print(json.dumps(res))
     sys.stdout.flush()
 

@@ -1,8 +1,8 @@
 """``mm-compress record``: records live ROS 2 topics into a rosbag2 bag (MCAP by default) with
 rclpy and rosbags, for machines without rosbag2.
 
-Topics are subscribed as they are discovered (before or during the recording) with the QoS their
-publishers offer (best effort if any publisher is best effort, transient local if all are), and
+Topics are subscribed when their first publisher is discovered (before or during the recording),
+with the QoS the publishers offer (best effort if any publisher is best effort, transient local if all are), and
 stored as the serialized CDR bytes received, with the receive time as record time, the type's
 complete definition (from its .msg files, as rosbag2 stores it) and its RIHS01 hash (the
 publisher's). Recording stops on SIGINT/SIGTERM or after ``--duration``; the bag is then closed
@@ -17,11 +17,11 @@ import threading
 import time
 from pathlib import Path
 
-from .bagio import bag_output
+from .bagio import BagError, bag_output
 from .types import full_msgdef_from_files, msgdef_and_hash, typestore
 
 
-class RecordError(ValueError):
+class RecordError(BagError):
     """Recording cannot start or complete as asked (one-line message)."""
 
 
@@ -79,6 +79,8 @@ def record(out: str | Path, topics: list[str], *, duration: float = 0.0, storage
                     log(f"cannot record {topic}: {skipped[topic]}")
                     return
                 pubs = node.get_publishers_info_by_topic(topic)
+                if not pubs:  # known only from subscribers so far: wait for a publisher's QoS
+                    return
                 best_effort = any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in pubs)
                 latched = bool(pubs) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
                                              for p in pubs)
