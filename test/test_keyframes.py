@@ -58,3 +58,39 @@ def test_key_frame_on_new_subscriber_and_on_service_request(ros, tmp_path):
         assert all(r["rgb_size"] == [32, 48] and r["thermal_size"] == [32, 48] for r in encoded())
     finally:
         ros.stop_all()
+
+
+def test_late_decoder_asks_for_a_key_frame_and_publishes_nothing_before_it(ros, tmp_path):
+    """A decoder that joins a running stream (encoder without key-on-subscribe, gop 1000) sees
+    only predicted frames: it publishes nothing, requests a key frame and decodes from there."""
+    if not SEQ.is_dir():
+        pytest.fail(f"test data missing: {SEQ}", pytrace=False)
+    out = tmp_path / "monitor.jsonl"
+    mon = ros.start("monitor", [sys.executable, "-m", "mm_compress_ros.ros.monitor", "--out", out])
+    wait_for_log(mon, "monitor ready", 60, ros)
+    enc = start_launch(ros, "encoder.launch.py", {}, {"encoder_node": {
+        "torch_threads": 1, "gop": 1000, "key_frame_on_new_subscriber": False}})["encoder_node"]
+    wait_for_log(enc, "loaded in", 120, ros)
+    start_launch(ros, "pipeline.launch.py", {"path": str(SEQ)},
+                 {"sample_publisher": {"count": 0, "rate": 3.0, "width": 96, "height": 64,
+                                       "wait_for_subscribers": 2}}, only=("sample_publisher",))
+
+    def rows(kind):
+        return [r for r in read_jsonl(out) if r["kind"] == kind]
+
+    try:
+        wait_for(lambda: len(rows("encoded")) >= 3, 60, what="3 encoded frames")
+        dec = start_launch(ros, "decoder.launch.py", {}, {"decoder_node": {"torch_threads": 1}})["decoder_node"]
+        wait_for(lambda: len([r for r in rows("decoded") if r["modality"] == "rgb"]) >= 3, 90,
+                 what="3 decoded frames")
+    finally:
+        ros.stop_all()
+    encoded = {r["stamp"]: r for r in rows("encoded")}
+    keys = sorted(r["sequence"] for r in encoded.values() if r["frame_type"] == 0)
+    assert keys[0] == 0 and len(keys) >= 2, keys
+    decoded = sorted(encoded[r["stamp"]]["sequence"] for r in rows("decoded") if r["modality"] == "rgb")
+    # The first decoded frame is the requested key frame; nothing before it was published.
+    assert decoded[0] == keys[1], (decoded, keys)
+    assert decoded == list(range(keys[1], keys[1] + len(decoded)))
+    assert f"key frame at sequence {keys[1]}: decoding again" in dec.output()
+    assert "key frame requested (service request)" in enc.output()
