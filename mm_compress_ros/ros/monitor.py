@@ -9,7 +9,9 @@ and by the end-to-end tests (``--out`` writes one JSON line per observation).
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
+import hashlib
 import json
 import math
 import sys
@@ -79,8 +81,9 @@ def _packet_info(data: bytes) -> dict:
 
 class PipelineMonitor(Node):
     def __init__(self, out_path: str | None = None, encoded_reliability: str = "reliable",
-                 keep: int = 300, **kwargs):
+                 keep: int = 300, keep_packets: bool = False, **kwargs):
         super().__init__("pipeline_monitor", **kwargs)
+        self.keep_packets = keep_packets
         self._out = open(out_path, "a") if out_path else None
         self._lock = threading.Lock()
         self.raw = {m: collections.OrderedDict() for m in MODALITIES}
@@ -138,6 +141,8 @@ class PipelineMonitor(Node):
                "rgb_encoding": msg.rgb_encoding, "thermal_encoding": msg.thermal_encoding,
                "recv_ns": now, "sizes": None}
         rec.update(_packet_info(data))
+        if self.keep_packets:
+            rec["data_b64"] = base64.b64encode(data).decode("ascii")
         with self._lock:
             self.encoded.append(rec)
             if self.t0 is None:
@@ -156,7 +161,7 @@ class PipelineMonitor(Node):
         rec = {"kind": "decoded", "modality": modality, "stamp": stamp, "frame_id": msg.header.frame_id,
                "encoding": msg.encoding, "width": msg.width, "height": msg.height,
                "latency_ms": (now - stamp) / 1e6, "psnr": value, "recv_ns": now,
-               "matched_raw": ref is not None}
+               "matched_raw": ref is not None, "data_sha256": hashlib.sha256(bytes(msg.data)).hexdigest()}
         with self._lock:
             st = self.stats[modality]
             st["latency_ms"].append(rec["latency_ms"])
@@ -225,9 +230,10 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until stopped)")
     ap.add_argument("--encoded-reliability", default="reliable")
     ap.add_argument("--label", default="")
+    ap.add_argument("--keep-packets", action="store_true", help="store each packet (base64) in --out")
     args = ap.parse_args(args_wo_ros)
     rclpy.init(args=argv)
-    node = PipelineMonitor(args.out, args.encoded_reliability)
+    node = PipelineMonitor(args.out, args.encoded_reliability, keep_packets=args.keep_packets)
     print("monitor ready", flush=True)
     end = time.monotonic() + args.duration if args.duration > 0 else None
     try:
