@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import LIB_DIR, REPO, SHARE_DIR
+from conftest import LIB_DIR, REPO, SHARE_DIR  # noqa: F401  (ros fixture from conftest)
 
 from mm_compress_ros.ros.launch_table import node_commands, read_table
 
@@ -97,3 +97,17 @@ def test_declared_parameter_scan_finds_known_names():
     names = declared_parameters(NODE_SOURCES["encoder_node"])
     assert {"model", "quality", "gop", "sync_slop", "sync_queue_size", "resize", "device"} <= names
     assert re.search(r'p\("sync_slop"', NODE_SOURCES["encoder_node"].read_text())
+
+
+@pytest.mark.parametrize("executable,param,message", [
+    ("sample_publisher", "rgb_encoding:=rgba8", "rgb_encoding must be one of"),
+    ("encoder_node", "model:=no_such_model", "ModelError: model 'no_such_model'"),
+    ("encoder_node", "direction:=sideways", "direction must be"),
+])
+def test_bad_parameters_end_the_node_with_one_line(ros, executable, param, message):
+    proc = ros.node(executable, executable, "--ros-args", "-p", param)
+    assert proc.wait(timeout=120) == 1
+    out = proc.output()
+    lines = [line for line in out.splitlines() if line.startswith(f"[{executable}] error:")]
+    assert len(lines) == 1 and message in lines[0], out
+    assert "Traceback" not in out

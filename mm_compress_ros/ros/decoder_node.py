@@ -325,7 +325,11 @@ def main(argv=None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     try:
-        node = DecoderNode()
+        try:
+            node = DecoderNode()
+        except Exception as exc:  # noqa: BLE001  (bad parameter, missing model: one line, exit 1)
+            print(f"[decoder_node] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return 1
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -178,7 +178,11 @@ def main(argv=None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     try:
-        node = SamplePublisher()
+        try:
+            node = SamplePublisher()
+        except Exception as exc:  # noqa: BLE001  (bad parameter, missing model: one line, exit 1)
+            print(f"[sample_publisher] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return 1
         while rclpy.ok() and not (node.done.is_set() and node.exit_when_done):
             rclpy.spin_once(node, timeout_sec=0.1)
         if node.done.is_set():
