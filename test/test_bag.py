@@ -279,6 +279,35 @@ def test_info_text_and_json(bags, capsys):
     assert "mm_compress_ros/msg/EncodedFrame" in so and "/gps/point" in so
 
 
+def test_decode_skips_a_corrupt_packet_until_the_next_key_frame(bags, tmp_path, capsys):
+    """A damaged packet in a recording (bit flip in frame 1 of K P P K P): frame 1 is reported
+    corrupt, frame 2 (predicted from it) waits, decoding resumes at the key frame 3."""
+    from mm_compress_ros.bag.bagio import bag_output
+
+    src = read_all(bags.enc)
+    store = typestore()
+    with bag_output(tmp_path / "damaged") as w:
+        conns = {}
+        for topic, items in src.items():
+            conns[topic] = w.add_copy(items[0][2])
+        for topic, items in src.items():
+            for i, (ts, raw, _) in enumerate(items):
+                if topic == "/encoded" and i == 1:
+                    m = store.deserialize_cdr(raw, ENCODED_FRAME)
+                    data = m.data.copy()
+                    data[len(data) // 2] ^= 0x40
+                    m.data = data
+                    raw = bytes(store.serialize_cdr(m, ENCODED_FRAME))
+                w.write(conns[topic], ts, raw)
+    rc, so, se = run_cli(capsys, "bag", "decode", tmp_path / "damaged", "--frames", tmp_path / "f", "--quiet")
+    assert rc == 0, se
+    res = json.loads(so)
+    assert (res["decoded"], res["corrupt"], res["waiting"]) == (3, 1, 1), res
+    rows = (tmp_path / "f" / "frames.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [0, 3, 4]
+    assert [int(r.split(",")[3]) for r in rows] == [bags.stamps["rgb_stamps"][i] for i in (0, 3, 4)]
+
+
 def _error(capsys, *argv) -> str:
     rc, so, se = run_cli(capsys, *argv)
     assert rc == 2, (so, se)

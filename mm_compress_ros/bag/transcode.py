@@ -349,7 +349,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
     """Compressed bag -> exactly one of: a raw-image bag ``out_bag`` (sensor_msgs/Image in the
     original encodings, stamps and frame_ids, other topics copied through), PNG frames in
     ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv) or a side-by-side ``video``."""
-    from ..codec.packet import PacketError
+    from ..codec.packet import ModelMismatch, PacketError
 
     if sum(x is not None for x in (out_bag, frames_dir, video)) != 1:
         raise BagError("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
@@ -397,9 +397,9 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
                 try:
                     dec = lazy.decoder_for(packet)
                     pair = dec.decode(packet)
-                except PacketError as exc:
-                    if lazy.decoder is None or "model" in type(exc).__name__.lower():
-                        raise
+                except ModelMismatch:
+                    raise
+                except PacketError as exc:  # this frame is lost; the decoder waits for a key frame
                     stats["corrupt"] += 1
                     if not quiet:
                         bar.write(f"bag decode: sequence {msg.sequence}: {exc}")
