@@ -193,8 +193,6 @@ def test_decode_to_png_frames_and_video(bags, capsys):
     frames = bags.dir / "frames"
     rc, so, se = run_cli(capsys, "bag", "decode", bags.enc, "--frames", frames, "--quiet")
     assert rc == 0, se
-    import cv2
-
     rgbs = sorted((frames / "rgb").glob("*.png"))
     ths = sorted((frames / "thermal").glob("*.png"))
     assert [p.name for p in rgbs] == [f"{i:04d}.png" for i in range(N)] == [p.name for p in ths]

@@ -349,7 +349,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
     """Compressed bag -> exactly one of: a raw-image bag ``out_bag`` (sensor_msgs/Image in the
     original encodings, stamps and frame_ids, other topics copied through), PNG frames in
     ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv) or a side-by-side ``video``."""
-    from ..codec.packet import ModelMismatch, PacketError
+    from ..codec.packet import EntropyMismatch, ModelMismatch, PacketError
 
     if sum(x is not None for x in (out_bag, frames_dir, video)) != 1:
         raise BagError("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
@@ -397,7 +397,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
                 try:
                     dec = lazy.decoder_for(packet)
                     pair = dec.decode(packet)
-                except ModelMismatch:
+                except (ModelMismatch, EntropyMismatch):  # systematic: no later frame decodes either
                     raise
                 except PacketError as exc:  # this frame is lost; the decoder waits for a key frame
                     stats["corrupt"] += 1
