@@ -306,6 +306,52 @@ def test_decode_skips_a_corrupt_packet_until_the_next_key_frame(bags, tmp_path, 
     assert [int(r.split(",")[3]) for r in rows] == [bags.stamps["rgb_stamps"][i] for i in (0, 3, 4)]
 
 
+def test_thermal_at_a_third_of_the_rgb_rate_is_paired_by_approximate_time(tmp_path, capsys):
+    """RGB at 30 Hz, thermal at 10 Hz (4 ms after every third RGB frame): each thermal image is
+    paired with the nearest RGB image; the RGB images in between stay unpaired."""
+    from mm_compress_ros.bag.bagio import bag_output, make_image
+
+    src = pairs(6)
+    t0, period = 1_700_000_000_000_000_000, 33_333_333
+    with bag_output(tmp_path / "rates") as w:
+        rc, tc = w.add_typed("/rgb", IMAGE), w.add_typed("/lwir", IMAGE)
+        for i, (rgb, th) in enumerate(src):
+            t = t0 + i * period
+            w.write_msg(rc, t, make_image(w.store, rgb, "rgb8", SimpleNamespace(sec=t // 10**9, nanosec=t % 10**9), "c"))
+            if i % 3 == 0:
+                tt = t + THERMAL_OFFSET_NS
+                w.write_msg(tc, tt, make_image(w.store, th, "mono8",
+                                               SimpleNamespace(sec=tt // 10**9, nanosec=tt % 10**9), "t"))
+    rc_, so, se = run_cli(capsys, "bag", "encode", tmp_path / "rates", tmp_path / "rates_enc", "--rgb-topic", "/rgb",
+                          "--thermal-topic", "/lwir", "--device", "cpu", "--quiet")
+    assert rc_ == 0, se
+    res = json.loads(so)
+    assert (res["pairs"], res["unpaired_rgb"], res["unpaired_thermal"]) == (2, 4, 0)
+    store = typestore()
+    msgs = [store.deserialize_cdr(b, ENCODED_FRAME) for _, b, _ in read_all(tmp_path / "rates_enc")["/encoded"]]
+    assert [stamp_ns(m.header.stamp) for m in msgs] == [t0, t0 + 3 * period]
+    assert [stamp_ns(m.thermal_stamp) for m in msgs] == [t0 + THERMAL_OFFSET_NS, t0 + 3 * period + THERMAL_OFFSET_NS]
+    # A pairing tolerance below the 4 ms offset pairs nothing: one-line error, no output.
+    msg = _error(capsys, "bag", "encode", tmp_path / "rates", tmp_path / "none", "--rgb-topic", "/rgb",
+                 "--thermal-topic", "/lwir", "--slop", "0.002", "--device", "cpu", "--quiet")
+    assert "no RGB and thermal images within 0.002 s" in msg and not (tmp_path / "none").exists()
+
+
+def test_decode_refuses_an_encoded_frame_of_another_definition(bags, tmp_path, capsys):
+    """A bag whose EncodedFrame topic was recorded with another definition (type hash)."""
+    from mm_compress_ros.bag.bagio import bag_output
+
+    src = read_all(bags.enc)["/encoded"]
+    other = "RIHS01_" + "0" * 64
+    with bag_output(tmp_path / "other") as w:
+        c = src[0][2]
+        conn = w.writer.add_connection("/encoded", ENCODED_FRAME, msgdef=c.msgdef.data, rihs01=other)
+        for ts, raw, _ in src:
+            w.write(conn, ts, raw)
+    msg = _error(capsys, "bag", "decode", tmp_path / "other", "--frames", tmp_path / "f", "--quiet")
+    assert "recorded with another EncodedFrame definition" in msg and not (tmp_path / "f").exists()
+
+
 def _error(capsys, *argv) -> str:
     rc, so, se = run_cli(capsys, *argv)
     assert rc == 2, (so, se)
