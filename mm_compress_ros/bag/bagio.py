@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -114,7 +115,7 @@ def _check_new(out: Path) -> None:
 def staged_path(out: str | Path, is_dir: bool = False):
     """Yields a temporary path beside ``out`` (same name, inside a hidden ``.<name>.partial``
     folder); on success the result is renamed to ``out``; on any failure the partial output is
-    removed, and the error says that nothing was written."""
+    removed, and the error (re-raised with the same type) says that nothing was written."""
     out = Path(out)
     _check_new(out)
     stage = out.parent / f".{out.name}.partial"
@@ -129,11 +130,17 @@ def staged_path(out: str | Path, is_dir: bool = False):
         if out.exists():
             raise BagError(f"{out} appeared while writing; result left in {tmp}")
         tmp.replace(out)
-    except BagError as exc:
+    except ValueError as exc:  # the expected, one-line errors (bags, packets, models, inputs)
         shutil.rmtree(stage, ignore_errors=True)
-        raise BagError(f"{exc}; nothing written to {out}") from None
-    except BaseException:
+        try:
+            amended = type(exc)(f"{exc}; nothing written to {out}")
+        except Exception:  # noqa: BLE001  (an exception class with another signature)
+            raise exc from None
+        raise amended from None
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"partial output removed: nothing written to {out}", file=sys.stderr)
         raise
     shutil.rmtree(stage, ignore_errors=True)
 
