@@ -23,6 +23,8 @@ from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, full_msgdef_from_fil
 from mm_compress_ros.cli import main as cli_main
 from mm_compress_ros.io.ros_image import image_to_numpy, to_rgb
 
+pytestmark = [pytest.mark.needs_codec, pytest.mark.needs_data]
+
 REPO = Path(__file__).resolve().parents[1]
 N = 5                       # frame pairs per test bag
 GOP = 3
