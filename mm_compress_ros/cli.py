@@ -284,4 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m mm_compress_ros.cli`: run the imported module's main, so that the error classes
+    # other modules raise (mm_compress_ros.cli.CliError) are the ones it catches
+    from mm_compress_ros.cli import main as _main
+
+    sys.exit(_main())
