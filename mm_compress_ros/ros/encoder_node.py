@@ -14,8 +14,18 @@ drop: there is no queue to grow, and latency stays bounded by about one encode t
 ``max_rate`` (Hz, 0: no cap) caps the encoding rate below the input rate (pairs in between are
 dropped through the same slot, and counted).
 
-Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) call, and when a
-new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``).
+Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) call, when a
+new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``), when the input size or
+encoding changes, and when capture stamps jump more than 1 s ahead or go back (the codec gets each
+pair's capture stamp).
+
+Bad input (docs/reliability.md, "Bad input at the nodes"), each with a throttled log line and no
+exception out of a callback: unsupported encodings (the pair is skipped and counted), a size or
+encoding change (key frame), one input silent for more than ``MISSING_INPUT_S`` while the other
+keeps coming (nothing can be paired, so nothing is encoded: said every few seconds), both inputs
+arriving but never pairing within ``sync_slop``, a pair older than the last encoded one (skipped
+as ``stale`` when less than 1 s older, else taken as a clock reset and encoded as a key frame),
+and images whose data do not match their size (counted as errors, key frame after).
 
 Reports bitrate, fps, encode time and drops every ``log_period`` seconds in the log and every
 ``diagnostics_period`` seconds on ``/diagnostics`` (diagnostic_msgs/DiagnosticArray).
@@ -39,6 +49,8 @@ from mm_compress_ros.ros.common import Window, make_qos, mean, percentile
 from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 
 FRAME_TYPES = {"key": EncodedFrame.FRAME_KEY, "predicted": EncodedFrame.FRAME_PREDICTED}
+MISSING_INPUT_S = 2.0      # one input silent this long while the other keeps coming: warn
+WARN_PERIOD_S = 5.0        # repeat a bad-input warning at most this often
 
 
 class LatestSlot:
@@ -128,6 +140,16 @@ class EncoderNode(Node):
         self._last_stamp = -1
         self._enc_ms_total = 0.0
         self._bytes_total = 0
+        self.clock_resets = 0          # pairs stamped > 1 s before the last encoded one: restarted
+        self._last_signature = None    # (rgb w, h, thermal w, h, encodings) of the last encoded pair
+        # Input watch: monotonic arrival time and count of each input, last pair time.
+        self._arrival = {"rgb": None, "thermal": None}
+        self._arrivals = {"rgb": 0, "thermal": 0}
+        self._input_stamp = {"rgb": None, "thermal": None}
+        self._last_pair_time = None
+        self._started = time.monotonic()
+        self._silent_since_warned = {"rgb": False, "thermal": False}
+        self._warned_at: dict[str, float] = {}
 
         self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
         self.slot = LatestSlot()
@@ -142,6 +164,7 @@ class EncoderNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._subscribers = 0
         self.create_timer(0.1, self._check_subscribers)
+        self.create_timer(0.5, self._check_inputs)
         if self.diag_period > 0:
             self.create_timer(self.diag_period, self._publish_diagnostics)
         if self.log_period > 0:
@@ -152,12 +175,68 @@ class EncoderNode(Node):
 
     # -- callbacks (short: hand over and return) ------------------------------------------------
     def _on_rgb(self, msg: Image):
+        self._arrived("rgb", 0, msg)
         self.sync.add(0, stamp_to_ns(msg.header.stamp), msg)
 
     def _on_thermal(self, msg: Image):
+        self._arrived("thermal", 1, msg)
         self.sync.add(1, stamp_to_ns(msg.header.stamp), msg)
 
+    def _arrived(self, name: str, index: int, msg: Image):
+        now = time.monotonic()
+        last = self._arrival[name]
+        self._arrival[name] = now
+        self._arrivals[name] += 1
+        stamp, prev = stamp_to_ns(msg.header.stamp), self._input_stamp[name]
+        self._input_stamp[name] = stamp
+        if prev is not None and prev - stamp > self.encoder.max_gap_ns:
+            # A clock reset on this input: its queued messages are all "newer" than anything it
+            # will send for a while, and a full queue would evict every new message at once.
+            removed = self.sync.clear(index)
+            self.get_logger().warning(
+                f"{name} stamps went back {(prev - stamp) / 1e9:.1f} s (clock reset?): "
+                f"{removed} queued {name} image(s) dropped from the synchronizer")
+        if self._silent_since_warned[name]:
+            self._silent_since_warned[name] = False
+            self.get_logger().info(f"{name} images again after {now - last:.1f} s without")
+
+    def _warn(self, key: str, text: str, period: float = WARN_PERIOD_S):
+        """A warning at most every ``period`` s per kind (``key``)."""
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -1e9) >= period:
+            self._warned_at[key] = now
+            self.get_logger().warning(text)
+
+    def _check_inputs(self):
+        """Timer: one input silent while the other keeps coming, or both coming but never paired."""
+        now = time.monotonic()
+        for name, other in (("rgb", "thermal"), ("thermal", "rgb")):
+            t_other = self._arrival[other]
+            if t_other is None or now - t_other > 1.0:
+                continue  # the other input is quiet too: nothing is expected
+            t = self._arrival[name]
+            silent = now - (t if t is not None else self._started)
+            if silent > MISSING_INPUT_S:
+                self._silent_since_warned[name] = True
+                what = f"for {silent:.1f} s" if t is not None else f"received yet ({silent:.1f} s)"
+                self._warn(f"missing {name}",
+                           f"no {name} image {what} while {other} images keep coming: nothing is encoded")
+                return
+        if self._arrival["rgb"] is None or self._arrival["thermal"] is None:
+            return
+        if max(now - self._arrival["rgb"], now - self._arrival["thermal"]) > 1.0:
+            return
+        last_pair = self._last_pair_time if self._last_pair_time is not None else self._started
+        if now - last_pair > MISSING_INPUT_S:
+            rs, ts = self._input_stamp["rgb"], self._input_stamp["thermal"]
+            diff = abs(rs - ts) / 1e9 if rs is not None and ts is not None else float("nan")
+            self._warn("unpaired",
+                       f"rgb and thermal images arrive but none paired for {now - last_pair:.1f} s "
+                       f"(latest stamps differ by {diff:.3f} s, sync_slop {self.sync_slop:g} s): "
+                       "nothing is encoded")
+
     def _on_pair(self, rgb_msg: Image, thermal_msg: Image):
+        self._last_pair_time = time.monotonic()
         if self.slot.put((rgb_msg, thermal_msg)):
             with self._stats_lock:
                 self.drops += 1
@@ -206,14 +285,33 @@ class EncoderNode(Node):
                 with self._stats_lock:
                     self.errors += 1
                 self._key_requested.set()
-                self.get_logger().error(f"encoding failed: {type(exc).__name__}: {exc}")
+                self.get_logger().error(f"encoding failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=WARN_PERIOD_S)
 
     def _encode_and_publish(self, rgb_msg: Image, thermal_msg: Image):
         stamp = stamp_to_ns(rgb_msg.header.stamp)
-        if stamp <= self._last_stamp:
+        max_gap = self.encoder.max_gap_ns
+        if self._last_stamp >= 0 and stamp <= self._last_stamp:
+            back = (self._last_stamp - stamp) / 1e9
+            if self._last_stamp - stamp < max_gap:
+                # Out-of-order input (a pair completed late): the newer pair was already encoded.
+                with self._stats_lock:
+                    self.stale += 1
+                    stale = self.stale
+                self._warn("stale", f"capture stamps went back {back * 1e3:.0f} ms: pair not newer than "
+                                    f"the last encoded one skipped ({stale} stale so far)")
+                return
+            # Far back: a clock reset (bag loop, sim time, driver restart). Skipping would stop
+            # the stream until the stamps catch up; restart it here instead (the codec emits a key
+            # frame because the stamp went back).
             with self._stats_lock:
-                self.stale += 1
-            return
+                self.clock_resets += 1
+            self.get_logger().warning(
+                f"capture stamps went back {back:.1f} s (clock reset?): stream restarted with a key frame")
+        elif self._last_stamp >= 0 and stamp - self._last_stamp > max_gap:
+            self.get_logger().info(
+                f"capture stamps jumped {(stamp - self._last_stamp) / 1e9:.1f} s ahead of the last encoded "
+                "pair: key frame", throttle_duration_sec=1.0)
         if rgb_msg.encoding not in COLOR_ENCODINGS or thermal_msg.encoding not in THERMAL_ENCODINGS:
             with self._stats_lock:
                 self.unsupported += 1
@@ -233,11 +331,19 @@ class EncoderNode(Node):
             tsize = (max(16, round(thermal.shape[1] * fx)), max(16, round(thermal.shape[0] * fy)))
             rgb = cv2.resize(rgb, self.resize, interpolation=cv2.INTER_AREA)
             thermal = cv2.resize(thermal, tsize, interpolation=cv2.INTER_AREA)
+        signature = (rgb_msg.width, rgb_msg.height, thermal_msg.width, thermal_msg.height,
+                     rgb_msg.encoding, thermal_msg.encoding)
+        if self._last_signature is not None and signature != self._last_signature:
+            o, n = self._last_signature, signature
+            self.get_logger().warning(
+                f"input changed from rgb {o[0]}x{o[1]} {o[4]}, thermal {o[2]}x{o[3]} {o[5]} to rgb "
+                f"{n[0]}x{n[1]} {n[4]}, thermal {n[2]}x{n[3]} {n[5]}: key frame",
+                throttle_duration_sec=1.0)
         force_key = self._key_requested.is_set()
         self._key_requested.clear()
         t0 = time.perf_counter()
         packet = self.encoder.encode(rgb, thermal, force_key=force_key, rgb_format=rgb_msg.encoding,
-                                     thermal_format=thermal_msg.encoding)
+                                     thermal_format=thermal_msg.encoding, stamp_ns=stamp)
         enc_ms = (time.perf_counter() - t0) * 1e3
         frame_type = FRAME_TYPES[self.encoder.last_frame_type]
 
@@ -255,6 +361,7 @@ class EncoderNode(Node):
         self.pub.publish(msg)
 
         self._last_stamp = stamp
+        self._last_signature = signature
         with self._stats_lock:
             self.sequence += 1
             self.frames += 1
@@ -272,6 +379,7 @@ class EncoderNode(Node):
             s = {"frames": self.frames, "key_frames": self.key_frames, "sequence": self.sequence,
                  "drops": self.drops, "stale": self.stale, "errors": self.errors,
                  "unsupported": self.unsupported, "key_requests": self.key_requests,
+                 "clock_resets": self.clock_resets,
                  "encode_ms_mean_all": self._enc_ms_total / max(1, self.frames),
                  "bytes_total": self._bytes_total}
         s.update({"sync_evicted": self.sync.stats.evicted,

@@ -75,10 +75,14 @@ class ApproximateTimeSynchronizer:
         with self._lock:
             return sorted(self._queues[index])
 
-    def clear(self) -> None:
+    def clear(self, index: int | None = None) -> int:
+        """Empty one input's queue (``index``) or all of them; returns the messages removed."""
         with self._lock:
-            for q in self._queues:
+            queues = self._queues if index is None else [self._queues[index]]
+            n = sum(len(q) for q in queues)
+            for q in queues:
                 q.clear()
+            return n
 
     def add(self, index: int, stamp_ns: int, msg: Any) -> list[tuple]:
         """Add ``msg`` with stamp ``stamp_ns`` on input ``index``; return the emitted sets (0 or 1)."""
