@@ -1,5 +1,5 @@
 """Bad input at the encoder node, over real DDS: a publisher process (test/procs/bad_input_pub.py)
-sends unsupported encodings, a size change mid-stream, RGB without thermal for 3.5 s, a pair
+sends unsupported encodings, truncated image data, a size change mid-stream, RGB without thermal for 3.5 s, a pair
 stamped before the last encoded one and a clock reset (stamps 20 s back) to the real encoder_node;
 the real decoder_node decodes; pipeline_monitor records what is on the wire. The encoder must stay
 up, say what happened in its log, and resume encoding after each case; the decoded images follow
@@ -64,6 +64,11 @@ def test_encoder_survives_and_reports_bad_input(ros, tmp_path):
     # The last encoded pair is more than 1 s older (4 skipped pairs, pauses): a key frame.
     assert by_phase["after_bad"][0]["frame_type"] == 0
 
+    # Image data shorter than step * height: skipped, counted as an error, said in the log.
+    assert "truncated" not in by_phase, phases
+    assert "encoding failed: ValueError: image data has 30720 bytes, expected step*height = 61440" in enc_log, \
+        enc_log[-3000:]
+
     # Size change: the first frame at the new size is a key frame carrying the new size, said in
     # the log; every later frame is 96x64.
     resized = by_phase.get("resized")
@@ -96,7 +101,10 @@ def test_encoder_survives_and_reports_bad_input(ros, tmp_path):
     diags = [r for r in recs if r["kind"] == "diagnostics" and r["name"].endswith(": encoder")]
     final = diags[-1]["values"]
     assert int(final["unsupported"]) >= 1 and int(final["stale"]) == 1, final
-    assert int(final["clock_resets"]) == 1 and int(final["errors"]) == 0, final
+    assert int(final["clock_resets"]) == 1 and int(final["errors"]) >= 1, final
+    # /diagnostics: ERROR while unsupported input comes, OK again once it is gone.
+    assert any(int(r["level"]) == 2 and "unsupported input" in r["message"] for r in diags), diags
+    assert int(diags[-1]["level"]) == 0, diags[-1]
 
     # The decoder decoded every frame (reliable link, no loss) and its output follows the size.
     dec = {r["stamp"]: r for r in recs if r["kind"] == "decoded" and r["modality"] == "rgb"}

@@ -405,8 +405,11 @@ class EncoderNode(Node):
         status.hardware_id = self.model_name
         new_drops = s["drops"] - self._last_drops_reported
         self._last_drops_reported = s["drops"]
-        if s["errors"] or s["unsupported"]:
-            status.level, status.message = DiagnosticStatus.ERROR, "encoding errors"
+        bad = s["errors"] + s["unsupported"]
+        new_bad, self._last_bad_reported = bad - getattr(self, "_last_bad_reported", 0), bad
+        if new_bad:  # since the last report: back to OK once the input is good again
+            status.level, status.message = DiagnosticStatus.ERROR, (
+                f"encoding errors or unsupported input ({new_bad} since last report)")
         elif new_drops:
             status.level, status.message = DiagnosticStatus.WARN, f"dropping frames: encoder slower than input ({new_drops} since last report)"
         else:

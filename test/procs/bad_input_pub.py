@@ -7,6 +7,7 @@ subscribes only once its model is loaded), then publishes, best effort like a ca
   normal      8 pairs 160x128 rgb8 / mono8
   unsupported 4 pairs bayer_rggb8 / 32FC1 (well-formed messages, encodings the codec cannot take)
   after_bad   4 pairs as `normal`
+  truncated   3 pairs whose RGB message carries half of its step*height bytes
   resized     6 pairs 96x64 (size change mid-stream)
   no_thermal  RGB only for 3.5 s (thermal camera silent)
   resumed     6 pairs 96x64
@@ -71,7 +72,8 @@ def main():
     def now_ns():
         return node.get_clock().now().nanoseconds
 
-    def send(phase, w=160, h=128, rgb_enc="rgb8", th_enc="mono8", stamp=None, thermal=True):
+    def send(phase, w=160, h=128, rgb_enc="rgb8", th_enc="mono8", stamp=None, thermal=True,
+             truncate=False):
         stamp = now_ns() if stamp is None else stamp
         t = frame[0]
         frame[0] += 1
@@ -82,6 +84,8 @@ def main():
             rmsg.header.frame_id = "rgb"
             tmsg = numpy_to_image(th, th_enc)
             tmsg.header = rmsg.header.__class__(stamp=rmsg.header.stamp, frame_id="thermal")
+            if truncate:
+                rmsg.data = bytes(rmsg.data)[: len(rmsg.data) // 2]
         else:
             rmsg = raw_image(rgb_enc, w, h, 1, stamp, "rgb")
             tmsg = raw_image(th_enc, w, h, 4, stamp, "thermal")
@@ -105,6 +109,9 @@ def main():
     pause()
     for _ in range(4):
         send("after_bad")
+    pause()
+    for _ in range(3):
+        send("truncated", truncate=True)
     pause()
     for _ in range(6):
         send("resized", 96, 64)
