@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec_fixtures import DATA, REPO
+from codec_fixtures import DATA
 from mm_compress_ros.cli import main
 from mm_compress_ros.io.frames import FrameSourceError
 from mm_compress_ros.train.data import CropSampler, detect_layout, load_training_set

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 
+import rclpy
+from rclpy.executors import ExternalShutdownException
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 
@@ -74,3 +77,28 @@ def percentile(xs, q: float) -> float:
         return 0.0
     k = min(len(xs) - 1, max(0, int(round(q / 100.0 * (len(xs) - 1)))))
     return xs[k]
+
+
+def spin_node(factory, name: str, argv=None) -> int:
+    """``main`` of a codec node: spins until Ctrl-C or shutdown, prints the final statistics.
+
+    A constructor that fails (bad parameter, missing model) ends the process with one line on
+    stderr and exit status 1 instead of a traceback.
+    """
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    try:
+        try:
+            node = factory()
+        except Exception as exc:  # noqa: BLE001
+            print(f"[{name}] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return 1
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

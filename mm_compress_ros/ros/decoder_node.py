@@ -21,9 +21,7 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -31,7 +29,7 @@ from std_srvs.srv import Trigger
 
 from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, numpy_to_image
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, make_qos, mean, percentile
+from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
 from mm_compress_ros.ros.synchronizer import stamp_to_ns
 
 
@@ -322,23 +320,7 @@ class DecoderNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
-    try:
-        try:
-            node = DecoderNode()
-        except Exception as exc:  # noqa: BLE001  (bad parameter, missing model: one line, exit 1)
-            print(f"[decoder_node] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(DecoderNode, "decoder_node", argv)
 
 
 if __name__ == "__main__":

@@ -36,16 +36,14 @@ import sys
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, image_to_numpy, to_rgb
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, make_qos, mean, percentile
+from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
 from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
 
 FRAME_TYPES = {"key": EncodedFrame.FRAME_KEY, "predicted": EncodedFrame.FRAME_PREDICTED}
@@ -430,23 +428,7 @@ class EncoderNode(Node):
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
-    try:
-        try:
-            node = EncoderNode()
-        except Exception as exc:  # noqa: BLE001  (bad parameter, missing model: one line, exit 1)
-            print(f"[encoder_node] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(EncoderNode, "encoder_node", argv)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,6 @@ class SyntheticScene:
         rng = np.random.default_rng(seed)
         h, w = self.h, self.w
         y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
-        x = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
         horizon = int(h * 0.45)
         sky = np.stack([120 + 60 * (1 - y), 160 + 50 * (1 - y), 230 + 0 * y], -1) * np.ones((1, w, 1))
         road = np.stack([90 + 20 * y, 90 + 20 * y, 95 + 20 * y], -1) * np.ones((1, w, 1))
