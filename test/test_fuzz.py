@@ -25,9 +25,10 @@ _PACKETS = None
 def _setup():
     global _MODEL, _PACKETS
     if _MODEL is None:
-        _MODEL = load_model("mmvc", device="cpu")
-        enc = StreamEncoder(_MODEL, gop=3)
+        model = load_model("mmvc", device="cpu")
+        enc = StreamEncoder(model, gop=3)
         _PACKETS = [enc.encode(*crop_pair(i, h=64, w=64)) for i in range(3)]
+        _MODEL = model
     return _MODEL, _PACKETS
 
 
