@@ -1,0 +1,1 @@
+"""Rate-distortion training: data loaders and the resumable trainer."""
