@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -57,21 +56,6 @@ def slope_per_min(points):
     return 60.0 * sum((t - mt) * (v - mv) for t, v in points) / den if den > 0 else None
 
 
-def stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGINT, then SIGTERM, then SIGKILL, by PID (processes this script started)."""
-    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.kill(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "",
@@ -91,6 +75,7 @@ def main() -> int:
     import psutil
     import rclpy
 
+    from mm_compress_ros.ros.demo import stop_process
     from mm_compress_ros.ros.launch_table import env_for_nodes, node_commands
     from mm_compress_ros.ros.monitor import PipelineMonitor
 
@@ -246,7 +231,7 @@ def main() -> int:
         ok = False
     finally:
         for name in list(procs)[::-1]:
-            stop(procs[name])
+            stop_process(procs[name])
         monitor.destroy_node()
         rclpy.try_shutdown()
     if not result:

@@ -23,7 +23,8 @@ DEFAULT_FRAMES = 20
 DEFAULT_RATE = 2.0
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, by PID (processes this module or a benchmark started)."""
     if proc.poll() is not None:
         return
     for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
@@ -114,7 +115,7 @@ def run_pipeline(data: str, frames: int, rate: float, width: int, height: int, *
     finally:
         for name in ("sample_publisher", "encoder_node", "decoder_node"):
             if name in procs:
-                _stop(procs[name])
+                stop_process(procs[name])
     return monitor, ok, logdir
 
 
