@@ -149,6 +149,11 @@ class StreamEncoder:
         self._last_stamp: int | None = None
         self.max_gap_ns = max_gap_ns
 
+    @property
+    def last_decoded(self) -> Decoded | None:
+        """The encoder's own reconstruction of the last pair (its temporal context)."""
+        return self._prev
+
     def request_key_frame(self) -> None:
         self._force_key = True
 
@@ -208,7 +213,6 @@ class StreamEncoder:
         self._force_key = False
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
         self.last_frame_type = FRAME_TYPES[header.frame_type]
-        self.last_decoded = dec
         return packet
 
 
