@@ -131,6 +131,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
                      f"{'-' if o is None else o} |")
     L.append("\n'out of range': the codec's curve does not reach 35 dB (or starts above it) at the settings run.\n")
     L.append(render_markdown(result, {m: f"results/{p}" for m, p in plots.items()}, heading="##"))
+    cross = cross_modal_section(result)
+    if cross:
+        L.append(cross)
     if gop_md:
         L.append("## Video mode against all-intra (our codec)\n")
         L.append("![per-frame bits and PSNR](results/video_gop.png)\n")
@@ -141,6 +144,40 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
              "(`--no-model` for anchors only, `--frames N`, `--crop WxH`). "
              "Per-frame video-mode details: `.venv/bin/python benchmarks/video_gop.py`.")
     return "\n".join(L) + "\n"
+
+
+def cross_modal_section(result: dict) -> str | None:
+    """BD-rate of the cross-modal key frames against the single-modality baseline (same network,
+    same training budget, reference input blank): the gain of coding with the other camera."""
+    from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate
+    from mm_compress_ros.eval.report import _curve
+
+    model = result.get("model")
+    codecs = result["codecs"]
+    base = next((n for n, c in codecs.items() if c["kind"] == "baseline"), None)
+    if not model or not base or f"{model['name']}-image" not in codecs:
+        return None
+    ours = f"{model['name']}-image"
+    dep = "thermal" if model["direction"] == "thermal_given_rgb" else "rgb"
+    L = ["## Cross-modal gain (key frames)\n",
+         f"`{base}`: {codecs[base]['label']}. Both are coded as key frames; the {dep} bits of `{ours}` "
+         "include the alignment coefficients.\n",
+         f"| level | {ours} bpp | {ours} PSNR | {base} bpp | {base} PSNR |",
+         "| ---: | ---: | ---: | ---: | ---: |"]
+    by_level = {p["setting"]: p for p in codecs[base]["points"]}
+    for p in codecs[ours]["points"]:
+        b = by_level.get(p["setting"])
+        if b:
+            L.append(f"| {p['setting']} | {p[dep]['bpp']:.4f} | {p[dep]['psnr']:.2f} | "
+                     f"{b[dep]['bpp']:.4f} | {b[dep]['psnr']:.2f} |")
+    ra, qa = _curve(codecs[base]["points"], dep, "psnr")
+    rt, qt = _curve(codecs[ours]["points"], dep, "psnr")
+    try:
+        L.append(f"\nBD-rate of `{ours}` against `{base}` ({dep}, PSNR): **{bd_rate(ra, qa, rt, qt):+.1f} %** "
+                 f"(BD-PSNR {bd_psnr(ra, qa, rt, qt):+.2f} dB); negative = the other camera saves bits.\n")
+    except BDError as exc:
+        L.append(f"\nNo BD-rate: {exc}\n")
+    return "\n".join(L)
 
 
 def rebuild(args) -> int:
@@ -189,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="mmvc")
     ap.add_argument("--direction", default="thermal_given_rgb")
     ap.add_argument("--weights")
+    ap.add_argument("--baseline", default="mmvc-single",
+                    help="single-modality baseline model (default mmvc-single; skipped when not shipped)")
+    ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--quality", type=int, nargs="+", help="model levels (default all)")
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--gop-quality", type=int, help="model level of the GOP section (default: the middle level)")
@@ -228,6 +268,15 @@ def main(argv=None) -> int:
             for q in args.quality or []:
                 if not 1 <= q <= model.levels:
                     raise ModelError(f"quality {q} is not a level of this model (1..{model.levels})")
+        baseline = None
+        if model is not None and not args.no_baseline:
+            from mm_compress_ros.cli import CliError
+            from mm_compress_ros.eval.report import load_baseline
+
+            try:
+                baseline = load_baseline(args.baseline, args.direction, args.device)
+            except CliError as exc:
+                print(f"results: note: no single-modality baseline in this run ({exc})", file=sys.stderr)
         if args.threads:
             import torch
 
@@ -242,7 +291,7 @@ def main(argv=None) -> int:
     cache = None if args.no_cache else runs / "cache"
     result = evaluate(seqs, qps=args.qp, jpeg_qualities=args.jpeg_quality, model=model,
                       qualities=args.quality, gop=args.gop, keyint=args.keyint, progress=not args.quiet,
-                      cache_dir=cache)
+                      cache_dir=cache, baseline=baseline)
     result["run"] = {"data": str(data), "frames_per_sequence": args.frames or "all", "crop": args.crop}
     doc = Path(args.doc)
     assets = doc.parent / "results"

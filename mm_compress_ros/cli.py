@@ -153,8 +153,8 @@ def cmd_train(args) -> None:
     print(f"training data: {data.describe()}", file=sys.stderr)
     mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                      seed=args.seed, threads=args.threads, save_every=args.save_every,
-                      log_every=args.log_every, model=mcfg)
+                      decay_at=args.decay_at, blank_reference=args.blank_reference, seed=args.seed,
+                      threads=args.threads, save_every=args.save_every, log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
                           init_weights=args.init)
@@ -165,23 +165,15 @@ def cmd_train(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .codec.multimodal import ModelConfig, MultiModalCodec
-    from .codec.zoo import export_model, load_weights_file, models_dir
+    from .train.assemble import AssembleError, assemble
+    from .codec.zoo import export_model, models_dir
 
-    run = Path(args.run)
-    meta_path = run / "checkpoint.json"
-    if not meta_path.is_file():
-        raise CliError(f"no checkpoint in {run}")
-    meta = json.loads(meta_path.read_text())
-    cfg = ModelConfig(**meta["train"]["model"])
-    net = MultiModalCodec(cfg)
-    net.load_state_dict(load_weights_file(run / "checkpoint.safetensors"))
-    out = Path(args.out) if args.out else models_dir() / f"{args.name}-{cfg.direction}.safetensors"
-    card = {"name": args.name, "summary": args.summary,
-            "training": {"steps": meta["step"], "seconds": round(meta.get("seconds", 0)),
-                         "cpu_hours": round(meta.get("seconds", 0) / 3600, 2), "device": meta.get("device", "cpu"),
-                         "batch": meta["train"]["batch"], "crop": meta["train"]["crop"],
-                         "stage": meta["train"]["stage"], "data": args.data_note}}
+    try:
+        net, card = assemble([Path(r) for r in args.run], name=args.name, summary=args.summary,
+                             data_note=args.data_note)
+    except AssembleError as exc:
+        raise CliError(str(exc)) from None
+    out = Path(args.out) if args.out else models_dir() / f"{args.name}-{net.cfg.direction}.safetensors"
     card = export_model(net, out, card)
     print(json.dumps({"file": str(out), "sha256": card["sha256"], "bytes": card["file_bytes"]}))
 
@@ -238,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--decay-at", type=float, default=0.85,
+                   help="fraction of --steps after which the learning rate drops 10x (default 0.85)")
+    p.add_argument("--blank-reference", action="store_true",
+                   help="stage dep: replace the reference modality by a constant image (trains the "
+                        "single-modality baseline that isolates the cross-modal gain)")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
@@ -250,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("export", help="checkpoint -> models/<name>-<direction>.safetensors + card")
-    p.add_argument("run")
+    p = sub.add_parser("export", help="checkpoint(s) -> models/<name>-<direction>.safetensors + card")
+    p.add_argument("run", nargs="+", help="run folder(s); a later run's trained stage replaces those "
+                                         "parts of the earlier ones (staged training, see docs/training.md)")
     p.add_argument("--name", default="mmvc")
     p.add_argument("--out")
     p.add_argument("--summary", default="")

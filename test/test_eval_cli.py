@@ -148,3 +148,34 @@ def test_eval_cache_reuses_points_measured_on_the_same_frames(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 0
     assert main(base + ["--keyint", "1", "--out", str(tmp_path / "d")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 1  # jpeg only
+
+
+def test_eval_single_modality_baseline(tiny_model, tmp_path, capsys):
+    """The baseline codes thermal with a constant RGB input; only its thermal bits and quality count."""
+    import torch
+
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import export_model
+
+    torch.manual_seed(1)
+    single = tmp_path / "single-thermal_given_rgb.safetensors"
+    export_model(MultiModalCodec(ModelConfig(N=16, M=24, ctx=8, align=8, levels=3)), single,
+                 {"name": "single", "reference_input": "blank"})
+    out = tmp_path / "eval"
+    args = ["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "2", "--crop", "96x64",
+            "--weights", str(tiny_model), "--quality", "1", "3", "--modes", "image", "--anchors",
+            "--out", str(out), "--quiet", "--threads", "1", "--no-msssim"]
+    assert main(args + ["--baseline-weights", str(single)]) == 0, capsys.readouterr().err
+    res = json.loads((out / "rd.json").read_text())
+    assert set(res["codecs"]) == {"tiny-image", "single-image"}
+    pts = res["codecs"]["single-image"]["points"]
+    assert [p["setting"] for p in pts] == [1, 3]
+    for p in pts:
+        assert p["rgb"]["bpp"] is None and p["rgb"]["frames"]["bits"] == []
+        assert len(p["thermal"]["frames"]["bits"]) == 2 and p["thermal"]["bpp"] > 0
+    assert "single-image" in res["bd"]["thermal"] and "single-image" not in res["bd"]["rgb"]
+    assert "| single-image | level 1 |" in (out / "rd.md").read_text()
+    capsys.readouterr()
+    assert main(args + ["--baseline-weights", str(tiny_model)]) == 2
+    err = capsys.readouterr().err
+    assert "not a single-modality model" in err and len(err.strip().splitlines()) == 1

@@ -88,3 +88,93 @@ def test_train_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(DATA / "roadscene"), "--run", str(tmp_path / "r"), "--steps", "1",
                  "--stage", "video", "--limit", "2"]) == 2
     assert "needs sequences" in capsys.readouterr().err
+
+
+def _tiny_run(tmp_path, name, *extra, steps=1):
+    run = tmp_path / name
+    assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(run), "--limit", "3", "--crop", "64",
+                 "--batch", "2", "--N", "16", "--M", "16", "--save-every", "1", "--log-every", "1", "--quiet",
+                 "--device", "cpu", "--steps", str(steps), *extra]) == 0
+    return run
+
+
+def test_export_assembles_staged_runs(tmp_path, capsys):
+    """Stage runs trained side by side become one model: each run contributes the parts it trained."""
+    from safetensors.torch import load_file
+
+    from mm_compress_ros.codec.zoo import load_model
+    from mm_compress_ros.train.trainer import PARTS
+
+    ref = _tiny_run(tmp_path, "ref", "--stage", "ref", "--seed", "1")
+    video = _tiny_run(tmp_path, "video", "--stage", "video", "--seed", "2", steps=2)
+    out = tmp_path / "staged-thermal_given_rgb.safetensors"
+    assert main(["export", str(ref), str(video), "--name", "staged", "--out", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert [h["stage"] for h in card["training"]["history"]] == ["ref", "video"]
+    assert card["training"]["steps"] == 3 and "reference_input" not in card
+    net = load_model(path=out, device="cpu").net
+    got = net.state_dict()
+    for run, stage, other in ((ref, "ref", "video"), (video, "video", "ref")):
+        theirs = {k[6:]: v for k, v in load_file(str(run / "checkpoint.safetensors")).items()
+                  if k.startswith("model/")}
+        mine = [k for k, _ in net.named_parameters() if k.startswith(PARTS[stage])]
+        assert mine and all(torch_close(got[k], theirs[k]) for k in mine)
+    # the ref run never trained the temporal codecs: its (initial) values are not the video run's
+    k = next(k for k, _ in net.named_parameters() if k.startswith(PARTS["video"]) and k.endswith("weight"))
+    ref_w = load_file(str(ref / "checkpoint.safetensors"))["model/" + k]
+    assert not torch_close(got[k], ref_w)
+    other = _tiny_run(tmp_path, "wide", "--N", "24")
+    capsys.readouterr()
+    assert main(["export", str(ref), str(other), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "another model configuration" in capsys.readouterr().err
+
+
+def torch_close(a, b) -> bool:
+    """Equal up to the float16 rounding of an exported model."""
+    import torch
+
+    return bool(torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-4))
+
+
+def test_single_modality_baseline_is_trained_with_a_blank_reference(tmp_path, capsys):
+    run = _tiny_run(tmp_path, "blank", "--stage", "dep", "--blank-reference")
+    out = tmp_path / "single-thermal_given_rgb.safetensors"
+    assert main(["export", str(run), "--name", "single", "--out", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["reference_input"] == "blank" and card["training"]["history"][0]["blank_reference"]
+    capsys.readouterr()
+    assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(tmp_path / "r"), "--limit", "3",
+                 "--stage", "ref", "--blank-reference", "--steps", "1"]) == 2
+    assert "stage 'dep' only" in capsys.readouterr().err
+
+
+def test_training_from_an_exported_model_keeps_the_layer_constants(tmp_path):
+    """Exported weights are float16; float16 would turn the 1e-9 likelihood bound into 0 (an infinite
+    rate on the first unlikely symbol). Export keeps buffers as they are and --init loads parameters."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import export_model
+    from mm_compress_ros.train.data import load_training_set
+    from mm_compress_ros.train.trainer import TrainConfig, Trainer
+
+    cfg = ModelConfig(N=16, M=16)
+    path = tmp_path / "m-thermal_given_rgb.safetensors"
+    export_model(MultiModalCodec(cfg), path, {"name": "m"})
+    stored = load_file(str(path))
+    bounds = [k for k in stored if k.endswith("likelihood_lower_bound.bound")]
+    assert bounds and all(stored[k].dtype == torch.float32 and stored[k].item() > 0 for k in bounds)
+    assert stored["ref_intra.g_a.net.0.weight"].dtype == torch.float16
+    stored = {k: (v.half() if v.is_floating_point() else v) for k, v in stored.items()}  # an older export
+    from safetensors.torch import save_file
+
+    save_file(stored, str(path))
+    data = load_training_set([DATA / "m3svd_seq"], limit=3)
+    t = Trainer(TrainConfig(stage="video", steps=1, batch=2, crop=64, model=cfg), data, tmp_path / "run",
+                init_weights=path)
+    got = [m.likelihood_lower_bound.bound.item() for m in t.model.modules()
+           if hasattr(m, "likelihood_lower_bound")]
+    assert got and all(b == pytest.approx(1e-9) for b in got)
+    w = t.model.ref_intra.g_a.net[0].weight
+    assert w.dtype == torch.float32 and torch.equal(w, stored["ref_intra.g_a.net.0.weight"].float())

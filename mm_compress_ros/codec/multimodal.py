@@ -21,6 +21,9 @@ from .layers import ChannelAlignment, FeatureExtractor, resize_to
 from .models import ConditionalCodec
 
 PAD = 64  # images are padded to a multiple of this (g_a: /16, h_a: /4)
+# The reference input of a single-modality baseline (a model card with "reference_input": "blank"):
+# a constant 8-bit image, so that its dependent codec gets no information from the other camera.
+BLANK_REFERENCE = 128
 
 DIRECTIONS = {
     # direction: (reference modality, dependent modality)

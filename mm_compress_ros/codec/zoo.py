@@ -97,9 +97,11 @@ def export_model(net: MultiModalCodec, path: Path, card: dict) -> dict:
     """Writes ``path`` (.safetensors) and its card (.json, with the file's SHA-256)."""
     net = net.cpu().eval()
     net.update(force=True)
-    # float weights are stored as float16 (half the size; no measurable RD change), integer CDF
-    # tables as they are
-    state = {k: (v.half() if v.is_floating_point() else v).detach().contiguous()
+    # learned weights are stored as float16 (half the size; no measurable RD change); buffers as
+    # they are: integer CDF tables, and float constants (the 1e-9 likelihood bound, GDN pedestals,
+    # the scale table) that float16 would round to zero or move off the CDF tables
+    params = {k for k, _ in net.named_parameters()}
+    state = {k: (v.half() if k in params else v).detach().contiguous()
              for k, v in net.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={"config": json.dumps(net.cfg.to_dict())})

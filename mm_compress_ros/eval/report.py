@@ -83,13 +83,20 @@ def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = Tr
         else:
             from .learned import run_sequence
 
-            results = run_sequence(model, seq.rgb, seq.thermal, job.setting, job.gop)
+            rgb, thermal, measured = seq.rgb, seq.thermal, MODALITIES
+            if job.kind == "baseline":  # single-modality: the reference camera is a constant image
+                from ..codec.multimodal import BLANK_REFERENCE
+
+                blank = [np.full_like(a, BLANK_REFERENCE) for a in getattr(seq, model.net.ref_name)]
+                rgb, thermal = (blank, thermal) if model.net.ref_name == "rgb" else (rgb, blank)
+                measured = (model.net.dep_name,)
+            results = run_sequence(model, rgb, thermal, job.setting, job.gop)
             for i, r in enumerate(results):
                 acc.encode_s += r.encode_s
                 acc.decode_s += r.decode_s
                 acc.pair_times["encode_s"].append(r.encode_s)
                 acc.pair_times["decode_s"].append(r.decode_s)
-                for modality in MODALITIES:
+                for modality in measured:
                     src = getattr(seq, modality)[i]
                     _measure(acc, modality, seq.name, i, src, r.decoded[modality], r.bits[modality],
                              r.frame_type, with_msssim)
@@ -186,6 +193,8 @@ def bd_table(codecs: dict, reference: str = REFERENCE) -> dict:
         for name, c in codecs.items():
             row = {}
             r_test, q_test = _curve(c["points"], m, "psnr")
+            if not r_test:  # a single-modality codec has no points in the other modality
+                continue
             try:
                 row["bpp_at_%gdB" % TARGET_PSNR] = rate_at(r_test, q_test, TARGET_PSNR)
             except BDError:
@@ -219,7 +228,8 @@ def anchor_labels(keyint: int) -> dict:
 
 def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.DEFAULT_JPEG_QUALITIES,
              model=None, qualities=None, modes=("image", "video"), gop: int = 10, keyint: int = 10,
-             with_msssim: bool = True, progress: bool = True, cache_dir: Path | None = None) -> dict:
+             with_msssim: bool = True, progress: bool = True, cache_dir: Path | None = None,
+             baseline=None) -> dict:
     """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring).
 
     With ``cache_dir``, points measured before on the very same frames are reused (see
@@ -240,19 +250,26 @@ def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.
             for q in levels:
                 jobs.append(Job(name, "model", int(q), "level", gop=g,
                                 label=f"{model.name} ({model.direction}), {mode} mode, GOP {g}"))
+    if baseline is not None:  # single-modality model (card "reference_input": "blank"), key frames
+        levels = list(qualities) if qualities else list(range(1, baseline.levels + 1))
+        for q in levels:
+            jobs.append(Job(f"{baseline.name}-image", "baseline", int(q), "level", gop=1,
+                            label=f"{baseline.name}: {baseline.net.dep_name} alone (same network and training "
+                                  f"budget, {baseline.net.ref_name} input blank), image mode"))
+    models = {"model": model, "baseline": baseline}
     codecs: dict = {}
     digest = frames_digest(seqs) if cache_dir is not None else None
     reused = 0
     bar = tqdm(jobs, desc="eval", unit="point", disable=not progress)
     for job in bar:
         bar.set_postfix_str(f"{job.codec} {job.setting_name} {job.setting}")
-        point, cached = measure_point(job, seqs, model=model, keyint=keyint, with_msssim=with_msssim,
+        point, cached = measure_point(job, seqs, model=models.get(job.kind), keyint=keyint, with_msssim=with_msssim,
                                       cache_dir=cache_dir, data_digest=digest)
         reused += cached
         c = codecs.setdefault(job.codec, {"label": job.label, "kind": job.kind, "gop": job.gop, "points": []})
         c["points"].append(point)
     for c in codecs.values():
-        c["points"].sort(key=lambda p: p["thermal"]["bpp"] or 0.0)
+        c["points"].sort(key=lambda p: next((p[m]["bpp"] for m in ("thermal", "rgb") if p[m]["bpp"] is not None), 0.0))
     result = {
         "sequences": [{"name": s.name, "frames": len(s), "rgb_size": list(s.rgb[0].shape[:2]),
                        "thermal_size": list(s.thermal[0].shape[:2])} for s in seqs],
@@ -309,6 +326,8 @@ def render_markdown(result: dict, plots: dict | None = None, heading: str = "##"
         for name, c in codecs.items():
             for p in c["points"]:
                 v = p[m]
+                if v["bpp"] is None:
+                    continue
                 t = p.get("seconds_per_pair")
                 tt = (f"{t:.2f} (enc+dec)" if t is not None else
                       f"{p['encode_s_per_pair']:.2f} + {p['decode_s_per_pair']:.2f}")
@@ -388,6 +407,21 @@ def _int_list(values, what, lo, hi):
     return values
 
 
+def load_baseline(name, direction, device="auto", path=None):
+    """A single-modality baseline model: one whose card says ``"reference_input": "blank"``."""
+    from ..cli import CliError
+    from ..codec.zoo import load_model
+
+    try:
+        model = load_model(name or "", direction=direction, device=device, path=path)
+    except ValueError as exc:
+        raise CliError(f"baseline: {exc}") from None
+    if model.card.get("reference_input") != "blank":
+        raise CliError(f"baseline {model.name!r} is not a single-modality model "
+                       "(its card lacks \"reference_input\": \"blank\"; see docs/training.md)")
+    return model
+
+
 def cmd_eval(args) -> None:
     from ..cli import CliError
     from .sequences import load_sequences, parse_crop
@@ -409,6 +443,9 @@ def cmd_eval(args) -> None:
             raise CliError(f"{exc} (pass --no-model to evaluate the anchors only)") from None
         if args.quality:
             _int_list(args.quality, "quality", 1, model.levels)
+    baseline = None
+    if args.baseline or args.baseline_weights:
+        baseline = load_baseline(args.baseline, args.direction, args.device, args.baseline_weights)
     if args.threads:
         import torch
 
@@ -419,7 +456,7 @@ def cmd_eval(args) -> None:
         result = evaluate(seqs, anchors=args.anchors, qps=args.qp, jpeg_qualities=args.jpeg_quality,
                           model=model, qualities=args.quality, modes=args.modes, gop=args.gop,
                           keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet,
-                          cache_dir=Path(args.cache) if args.cache else None)
+                          cache_dir=Path(args.cache) if args.cache else None, baseline=baseline)
     except anc.AnchorError as exc:
         raise CliError(str(exc)) from None
     result["run"] = {"data": str(args.data), "frames_per_sequence": args.frames or "all", "crop": args.crop,
@@ -459,6 +496,9 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--weights", help="explicit .safetensors model file (its .json card beside it)")
+    p.add_argument("--baseline", help="shipped single-modality baseline model (card reference_input: "
+                                      "blank), evaluated in image mode, e.g. mmvc-single")
+    p.add_argument("--baseline-weights", help="explicit .safetensors file of the baseline")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cache", help="folder of measured points to reuse and extend (same frames, same settings)")

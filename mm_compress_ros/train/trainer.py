@@ -24,14 +24,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from ..codec.multimodal import Decoded, ModelConfig, MultiModalCodec
+from ..codec.multimodal import BLANK_REFERENCE, Decoded, ModelConfig, MultiModalCodec
 from .data import CropSampler, TrainingSet
 
 # MSE lambdas of CompressAI's pretrained models, quality 1..6 (images in [0, 1])
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 STAGES = ("ref", "dep", "video", "all")
 
-_PARTS = {
+PARTS = {
     "ref": ("ref_intra.",),
     "dep": ("align_ref.", "align_cur.", "align.", "align_coder.", "dep_intra."),
     "video": ("ref_temporal.", "ref_inter.", "dep_temporal.", "dep_cross.", "dep_inter."),
@@ -46,6 +46,8 @@ class TrainConfig:
     crop: int = 128
     lr: float = 1e-4
     decay_at: float = 0.85       # fraction of ``steps`` after which lr drops 10x
+    blank_reference: bool = False  # stage dep: feed a constant reference (single-modality baseline)
+    warmup: int = 100            # steps of linear lr warm-up at the start of every (resumed) run
     still_every: int = 4         # every n-th step also trains key frames on still pairs
     seed: int = 0
     threads: int = 0             # torch threads (0 = torch default)
@@ -57,7 +59,7 @@ class TrainConfig:
 def _trainable(name: str, stage: str) -> bool:
     if stage == "all":
         return True
-    return name.startswith(_PARTS[stage])
+    return name.startswith(PARTS[stage])
 
 
 def _to_tensor(batch: np.ndarray, device) -> torch.Tensor:
@@ -83,6 +85,8 @@ class Trainer:
                  init_weights: Path | None = None):
         if cfg.stage not in STAGES:
             raise ValueError(f"unknown stage {cfg.stage!r}; use one of {', '.join(STAGES)}")
+        if cfg.blank_reference and cfg.stage != "dep":
+            raise ValueError("a blank reference (single-modality baseline) trains stage 'dep' only")
         if cfg.stage in ("video", "all") and not data.sequences:
             raise ValueError(f"stage {cfg.stage!r} needs sequences or paired videos in the data")
         if cfg.threads:
@@ -90,9 +94,16 @@ class Trainer:
         self.cfg, self.data, self.run_dir, self.device = cfg, data, Path(run_dir), torch.device(device)
         torch.manual_seed(cfg.seed)
         self.model = MultiModalCodec(cfg.model).to(self.device)
+        self.init_info = None
         if init_weights:
-            from ..codec.zoo import load_weights_file
-            self.model.load_state_dict(load_weights_file(init_weights), strict=False)
+            from ..codec.zoo import load_weights_file, sha256_file
+            self.init_info = {"file": str(init_weights), "sha256": sha256_file(Path(init_weights))}
+            # parameters only: buffers are constants of the layers (likelihood and GDN bounds) or
+            # CDF tables, which training does not use (export rebuilds them); a float16 model file
+            # would turn the 1e-9 likelihood bound into 0 and the rate into infinity
+            params = dict(self.model.named_parameters())
+            state = {k: v.float() for k, v in load_weights_file(init_weights).items() if k in params}
+            self.model.load_state_dict(state, strict=False)
         params = [p for n, p in self.model.named_parameters()
                   if _trainable(n, cfg.stage) and not n.endswith(".quantiles")]
         for n, p in self.model.named_parameters():
@@ -102,9 +113,11 @@ class Trainer:
         self.aux_opt = torch.optim.Adam(aux, lr=1e-3)
         self.sampler = CropSampler(data, cfg.crop, cfg.seed)
         self.step = 0
+        self.skipped = 0  # steps whose loss or gradient was not finite (no update made)
         self.seconds = 0.0  # training time over all resumed runs (for the model card)
         self.lambdas = torch.tensor(LAMBDAS[: cfg.model.levels], device=self.device)
         self._resume()
+        self.start_step = self.step
 
     # -- checkpoints ------------------------------------------------------------------------
     @property
@@ -112,9 +125,13 @@ class Trainer:
         return self.run_dir / "checkpoint.safetensors", self.run_dir / "checkpoint.json"
 
     def save(self) -> None:
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise FloatingPointError(f"not saving a checkpoint with non-finite weights ({bad[0]}, ...)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        meta = {"step": self.step, "seconds": self.seconds, "device": str(self.device), "train": {**self.cfg.__dict__, "model": self.cfg.model.to_dict()},
+        meta = {"step": self.step, "seconds": self.seconds, "init": self.init_info, "device": str(self.device),
+                "train": {**self.cfg.__dict__, "model": self.cfg.model.to_dict()},
                 "sampler_rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state().tolist(),
                 "optimizers": {}}
         for name, opt in (("opt", self.opt), ("aux", self.aux_opt)):
@@ -148,6 +165,7 @@ class Trainer:
                          for i, st in om["steps"].items()}
                 opt.load_state_dict({"state": state, "param_groups": om["param_groups"]})
             self.step = meta["step"]
+            self.init_info = meta.get("init", self.init_info)
             self.seconds = meta.get("seconds", 0.0)
             self.sampler.rng.bit_generator.state = meta["sampler_rng"]
             torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
@@ -158,6 +176,13 @@ class Trainer:
 
     def _loss_key(self, rgb, th, level, lam):
         ref, dep = (rgb, th) if self.model.ref_name == "rgb" else (th, rgb)
+        if self.cfg.blank_reference:  # single-modality baseline: the reference carries nothing
+            ref = torch.full_like(ref, BLANK_REFERENCE / 255.0)
+        if self.cfg.stage == "ref":  # the dependent codec is not trained: skip it
+            r = self.model.ref_intra(ref, level)
+            r_bpp, r_d, r_mse = _rd_terms(ref, r["x_hat"], r["likelihoods"], lam)
+            stats = {"key_ref_bpp": r_bpp.mean().item(), "key_ref_psnr": _psnr(r_mse)}
+            return (r_bpp + r_d).mean(), {"ref_hat": r["x_hat"]}, stats
         out = self.model.forward_key(ref, dep, level)
         r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
         d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
@@ -171,13 +196,22 @@ class Trainer:
             loss = (r_bpp + r_d + d_bpp + d_d).mean()
         return loss, out, stats
 
+    def learning_rate(self) -> float:
+        """Linear warm-up over ``warmup`` steps of this run (fresh Adam moments on pretrained
+        weights otherwise make large first updates), then ``lr``, then ``lr / 10`` after
+        ``decay_at * steps``."""
+        cfg = self.cfg
+        if self.step >= cfg.decay_at * cfg.steps:
+            return cfg.lr * 0.1
+        return cfg.lr * min(1.0, (self.step - self.start_step + 1) / max(cfg.warmup, 1))
+
     def train_step(self) -> dict:
         cfg, dev = self.cfg, self.device
         b = cfg.batch
         level = self._levels(b)
         lam = self.lambdas[level]
         stats = {}
-        lr = cfg.lr * (0.1 if self.step >= cfg.decay_at * cfg.steps else 1.0)
+        lr = self.learning_rate()
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
@@ -209,7 +243,11 @@ class Trainer:
             l2, _, _ = self._loss_key(rs, ts, level, lam)
             loss = loss + l2
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
+        if not torch.isfinite(norm):  # a non-finite loss or gradient: skip the update, keep going
+            self.skipped += 1
+            self.step += 1
+            return {}
         self.opt.step()
         aux = self.model.aux_loss()
         if aux.requires_grad:
@@ -237,6 +275,7 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0:
                 line = {"step": self.step, "sec_per_step": (time.time() - t0) / cfg.log_every,
+                        "skipped": self.skipped,
                         **{k: round(float(np.mean(v)), 4) for k, v in acc.items()}}
                 with log.open("a") as f:
                     f.write(json.dumps(line) + "\n")

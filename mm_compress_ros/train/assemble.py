@@ -1,0 +1,92 @@
+"""One model from the checkpoints of staged training runs, with its training history.
+
+Staged training (Lu et al.; see docs/training.md) can run its stages one after the other or side
+by side on different cores: a run of stage ``ref`` trains only the reference key-frame codec, a
+run of stage ``video`` only the temporal codecs, and so on. :func:`assemble` takes the full weights
+of the first run and, from each later run, the parts its stage trained (``all``: every part). The
+model card lists every run (stage, steps, CPU seconds, batch, crop, learning rate, initial
+weights) and, when the first run started from a shipped model, that model's own history, so the
+card's CPU hours are the whole cost of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..codec.multimodal import ModelConfig, MultiModalCodec
+from ..codec.zoo import load_weights_file
+from .trainer import PARTS
+
+
+class AssembleError(ValueError):
+    """A run folder cannot be used (missing, or another model configuration)."""
+
+
+def _read_run(run: Path) -> dict:
+    meta_path = run / "checkpoint.json"
+    if not meta_path.is_file() or not (run / "checkpoint.safetensors").is_file():
+        raise AssembleError(f"no checkpoint in {run}")
+    return json.loads(meta_path.read_text())
+
+
+def _run_entry(run: Path, meta: dict) -> dict:
+    t = meta["train"]
+    entry = {"run": run.name, "stage": t["stage"], "steps": meta["step"],
+             "seconds": round(meta.get("seconds", 0.0)), "batch": t["batch"], "crop": t["crop"],
+             "lr": t["lr"], "decay_at": t.get("decay_at"), "device": meta.get("device", "cpu")}
+    if t.get("blank_reference"):
+        entry["blank_reference"] = True
+    if meta.get("init"):
+        entry["init_sha256"] = meta["init"]["sha256"]
+    return entry
+
+
+def _earlier_history(meta: dict) -> list[dict]:
+    """The training history of the shipped model a run started from (its card), if any."""
+    init = meta.get("init")
+    if not init:
+        return []
+    card_path = Path(init["file"]).with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    if card.get("sha256") != init["sha256"]:
+        return []
+    t = card.get("training", {})
+    if "history" in t:
+        return list(t["history"])
+    return [{"run": card.get("name", card_path.stem), "stage": t.get("stage", "all"),
+             "steps": t.get("steps", 0), "seconds": t.get("seconds", 0), "batch": t.get("batch"),
+             "crop": t.get("crop"), "schedule": t.get("schedule")}]
+
+
+def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = "") -> tuple[MultiModalCodec, dict]:
+    if not runs:
+        raise AssembleError("no run folder given")
+    metas = [_read_run(r) for r in runs]
+    cfg_dict = metas[0]["train"]["model"]
+    for r, m in zip(runs[1:], metas[1:]):
+        if m["train"]["model"] != cfg_dict:
+            raise AssembleError(f"{r} was trained with another model configuration than {runs[0]}")
+    net = MultiModalCodec(ModelConfig(**cfg_dict))
+    state = load_weights_file(runs[0] / "checkpoint.safetensors")
+    for r, m in zip(runs[1:], metas[1:]):
+        stage = m["train"]["stage"]
+        theirs = load_weights_file(r / "checkpoint.safetensors")
+        state.update({k: v for k, v in theirs.items() if stage == "all" or k.startswith(PARTS[stage])})
+    net.load_state_dict(state)
+
+    history = _earlier_history(metas[0]) + [_run_entry(r, m) for r, m in zip(runs, metas)]
+    seconds = sum(h.get("seconds") or 0 for h in history)
+    card = {"name": name, "summary": summary,
+            "training": {"steps": sum(h.get("steps") or 0 for h in history), "seconds": round(seconds),
+                         "cpu_hours": round(seconds / 3600, 2), "device": metas[-1].get("device", "cpu"),
+                         "batch": metas[-1]["train"]["batch"], "crop": metas[-1]["train"]["crop"],
+                         "stage": "+".join(h["stage"] for h in history), "data": data_note,
+                         "history": history}}
+    if any(m["train"].get("blank_reference") for m in metas):
+        # the dependent codec never saw the reference: evaluate it with a blank reference input
+        card["reference_input"] = "blank"
+    return net, card
