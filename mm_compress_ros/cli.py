@@ -153,8 +153,9 @@ def cmd_train(args) -> None:
     print(f"training data: {data.describe()}", file=sys.stderr)
     mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                      decay_at=args.decay_at, blank_reference=args.blank_reference, seed=args.seed,
-                      threads=args.threads, save_every=args.save_every, log_every=args.log_every, model=mcfg)
+                      decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
+                      seed=args.seed, threads=args.threads, save_every=args.save_every,
+                      log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
                           init_weights=args.init)
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--decay-at", type=float, default=0.85,
                    help="fraction of --steps after which the learning rate drops 10x (default 0.85)")
+    p.add_argument("--chain", type=int, default=1,
+                   help="predicted frames after the key frame in each sample (stages video, all; "
+                        "more than 1 trains against drift over a GOP; default 1)")
     p.add_argument("--blank-reference", action="store_true",
                    help="stage dep: replace the reference modality by a constant image (trains the "
                         "single-modality baseline that isolates the cross-modal gain)")

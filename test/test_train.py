@@ -178,3 +178,16 @@ def test_training_from_an_exported_model_keeps_the_layer_constants(tmp_path):
     assert got and all(b == pytest.approx(1e-9) for b in got)
     w = t.model.ref_intra.g_a.net[0].weight
     assert w.dtype == torch.float32 and torch.equal(w, stored["ref_intra.g_a.net.0.weight"].float())
+
+
+def test_clips_and_chained_predicted_frames(tmp_path):
+    ts = load_training_set([DATA / "m3svd_seq"], limit=6)
+    frames = CropSampler(ts, 64, seed=5, max_gap=2).clips(3, 3)
+    assert len(frames) == 6 and all(f.shape[0] == 3 for f in frames)
+    # consecutive clip frames differ (real motion / noise) but share the crop window
+    assert not np.array_equal(frames[0], frames[2]) and frames[2].shape == (3, 64, 64, 3)
+    run = _tiny_run(tmp_path, "chain", "--stage", "video", "--chain", "2")
+    line = json.loads((run / "train.log").read_text().splitlines()[-1])
+    assert {"p_ref_psnr", "p2_ref_psnr", "p2_dep_bpp"} <= set(line) and np.isfinite(line["loss"])
+    with pytest.raises(ValueError, match="fewer than a clip"):
+        CropSampler(ts, 64, seed=5).clips(1, 7)

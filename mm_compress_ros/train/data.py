@@ -203,13 +203,23 @@ class CropSampler:
 
     def pairs(self, batch: int):
         """(rgb_prev, th_prev, rgb_cur, th_cur), each a batch; frames ``gap`` apart (1..max_gap)."""
-        out = [[], [], [], []]
+        return self.clips(batch, 2)
+
+    def clips(self, batch: int, length: int):
+        """(rgb_0, th_0, rgb_1, th_1, ...): ``length`` frames of one sequence per sample, ``gap``
+        apart (1..max_gap, drawn per sample), the same crop for all of them."""
+        out = [[] for _ in range(2 * length)]
         for _ in range(batch):
             s = self.data.sequences[int(self.rng.integers(len(self.data.sequences)))]
-            gap = int(self.rng.integers(1, min(self.max_gap, len(s.rgb) - 1) + 1))
-            t = int(self.rng.integers(gap, len(s.rgb)))
+            n = len(s.rgb)
+            if n < length:
+                raise ValueError(f"sequence {s.name} has {n} frames, fewer than a clip of {length}")
+            gap = int(self.rng.integers(1, max(1, min(self.max_gap, (n - 1) // max(length - 1, 1))) + 1))
+            t0 = int(self.rng.integers(0, n - (length - 1) * gap))
             h, w = s.thermal.shape[1:3]
-            crops = self._crop([s.rgb[t - gap], s.thermal[t - gap], s.rgb[t], s.thermal[t]], h, w)
-            for o, c in zip(out, crops):
+            frames = []
+            for k in range(length):
+                frames += [s.rgb[t0 + k * gap], s.thermal[t0 + k * gap]]
+            for o, c in zip(out, self._crop(frames, h, w)):
                 o.append(c)
         return tuple(np.stack(o) for o in out)

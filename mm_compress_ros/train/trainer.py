@@ -49,6 +49,7 @@ class TrainConfig:
     blank_reference: bool = False  # stage dep: feed a constant reference (single-modality baseline)
     warmup: int = 100            # steps of linear lr warm-up at the start of every (resumed) run
     still_every: int = 4         # every n-th step also trains key frames on still pairs
+    chain: int = 1               # predicted frames after each key frame in one training sample
     seed: int = 0
     threads: int = 0             # torch threads (0 = torch default)
     log_every: int = 50
@@ -85,6 +86,8 @@ class Trainer:
                  init_weights: Path | None = None):
         if cfg.stage not in STAGES:
             raise ValueError(f"unknown stage {cfg.stage!r}; use one of {', '.join(STAGES)}")
+        if cfg.chain < 1:
+            raise ValueError(f"--chain must be >= 1, got {cfg.chain}")
         if cfg.blank_reference and cfg.stage != "dep":
             raise ValueError("a blank reference (single-modality baseline) trains stage 'dep' only")
         if cfg.stage in ("video", "all") and not data.sequences:
@@ -216,11 +219,13 @@ class Trainer:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         self.aux_opt.zero_grad(set_to_none=True)
+        clip = []  # the predicted frames: [(rgb, thermal), ...]
         if self.data.sequences:
-            rp, tp, rc, tc = (_to_tensor(a, dev) for a in self.sampler.pairs(b))
+            frames = [_to_tensor(a, dev) for a in self.sampler.clips(b, 1 + cfg.chain)]
+            rp, tp = frames[0], frames[1]
+            clip = [(frames[2 * k], frames[2 * k + 1]) for k in range(1, 1 + cfg.chain)]
         else:
             rp, tp = (_to_tensor(a, dev) for a in self.sampler.stills(b))
-            rc = tc = None
         if cfg.stage == "video":
             with torch.no_grad():
                 ref, dep = (rp, tp) if self.model.ref_name == "rgb" else (tp, rp)
@@ -229,15 +234,20 @@ class Trainer:
         else:
             loss, key, s = self._loss_key(rp, tp, level, lam)
             stats.update(s)
-        if cfg.stage in ("video", "all") and rc is not None:
-            ref, dep = (rc, tc) if self.model.ref_name == "rgb" else (tc, rc)
+        if cfg.stage in ("video", "all") and clip:
+            # a chain of predicted frames, each with the previous decoded pair as context; gradients
+            # flow through the chain, so the codecs learn to correct their own accumulated error
             prev = Decoded(key["ref_hat"].detach().clamp(0, 1), key["dep_hat"].detach().clamp(0, 1))
-            out = self.model.forward_predicted(ref, dep, prev, level)
-            r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
-            d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
-            loss = loss + (r_bpp + r_d + d_bpp + d_d).mean()
-            stats.update({"p_ref_bpp": r_bpp.mean().item(), "p_dep_bpp": d_bpp.mean().item(),
-                          "p_ref_psnr": _psnr(r_mse), "p_dep_psnr": _psnr(d_mse)})
+            for k, (rc, tc) in enumerate(clip, start=1):
+                ref, dep = (rc, tc) if self.model.ref_name == "rgb" else (tc, rc)
+                out = self.model.forward_predicted(ref, dep, prev, level)
+                r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
+                d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
+                loss = loss + (r_bpp + r_d + d_bpp + d_d).mean()
+                tag = "p" if k == 1 else f"p{k}"
+                stats.update({f"{tag}_ref_bpp": r_bpp.mean().item(), f"{tag}_dep_bpp": d_bpp.mean().item(),
+                              f"{tag}_ref_psnr": _psnr(r_mse), f"{tag}_dep_psnr": _psnr(d_mse)})
+                prev = Decoded(out["ref_hat"].clamp(0, 1), out["dep_hat"].clamp(0, 1))
         if cfg.stage != "video" and self.data.stills and self.step % cfg.still_every == 0:
             rs, ts = (_to_tensor(a, dev) for a in self.sampler.stills(b))
             l2, _, _ = self._loss_key(rs, ts, level, lam)
