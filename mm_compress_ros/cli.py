@@ -130,8 +130,9 @@ def cmd_models(args) -> None:
         print("no models found")
     for m in models:
         levels = m["config"]["levels"]
-        print(f"{m['name']:<10} {m['config']['direction']:<18} quality 1..{levels}  "
-              f"{m['file_bytes'] / 1e6:.1f} MB  {m.get('summary', '')}")
+        kind = "  [evaluation baseline: dependent modality alone]" if m.get("reference_input") == "blank" else ""
+        print(f"{m['name']:<12} {m['config']['direction']:<18} quality 1..{levels}  "
+              f"{m['file_bytes'] / 1e6:.1f} MB  {m.get('summary', '')}{kind}")
 
 
 # -- training ----------------------------------------------------------------------------------

@@ -179,3 +179,15 @@ def test_eval_single_modality_baseline(tiny_model, tmp_path, capsys):
     assert main(args + ["--baseline-weights", str(tiny_model)]) == 2
     err = capsys.readouterr().err
     assert "not a single-modality model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_baseline_model_is_refused_for_streaming(tmp_path):
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import ModelError, export_model, load_model
+
+    single = tmp_path / "single-thermal_given_rgb.safetensors"
+    export_model(MultiModalCodec(ModelConfig(N=16, M=16, levels=2)), single,
+                 {"name": "single", "reference_input": "blank"})
+    with pytest.raises(ModelError, match="evaluation baseline"):
+        load_model(path=single, device="cpu")
+    assert load_model(path=single, device="cpu", baseline_ok=True).card["reference_input"] == "blank"

@@ -124,8 +124,12 @@ def list_models() -> list[dict]:
 
 
 def load_model(name: str = DEFAULT_MODEL, direction: str = DEFAULT_DIRECTION,
-               device: str | torch.device = "auto", path: Path | str | None = None) -> LoadedModel:
-    """Loads a named model (or an explicit ``path``) for inference on ``device``."""
+               device: str | torch.device = "auto", path: Path | str | None = None,
+               baseline_ok: bool = False) -> LoadedModel:
+    """Loads a named model (or an explicit ``path``) for inference on ``device``.
+
+    A single-modality baseline (card ``"reference_input": "blank"``) was trained without the other
+    camera and only serves evaluation: it loads only with ``baseline_ok``."""
     if direction not in DIRECTIONS:
         raise ModelError(f"unknown direction {direction!r}; use one of {', '.join(DIRECTIONS)}")
     weights = Path(path) if path else models_dir() / f"{name}-{direction}.safetensors"
@@ -140,6 +144,9 @@ def load_model(name: str = DEFAULT_MODEL, direction: str = DEFAULT_DIRECTION,
     if digest != card.get("sha256"):
         raise ModelError(f"{weights.name}: SHA-256 {digest[:16]}... does not match its card "
                          f"({str(card.get('sha256'))[:16]}...); refusing to load")
+    if card.get("reference_input") == "blank" and not baseline_ok:
+        raise ModelError(f"{weights.name} is a single-modality evaluation baseline (trained with a blank "
+                         "reference), not a streaming model; use the cross-modal model (e.g. mmvc)")
     cfg = ModelConfig(**card["config"])
     if cfg.direction != direction and not path:
         raise ModelError(f"{weights.name} is a {cfg.direction} model, not {direction}")

@@ -413,7 +413,7 @@ def load_baseline(name, direction, device="auto", path=None):
     from ..codec.zoo import load_model
 
     try:
-        model = load_model(name or "", direction=direction, device=device, path=path)
+        model = load_model(name or "", direction=direction, device=device, path=path, baseline_ok=True)
     except ValueError as exc:
         raise CliError(f"baseline: {exc}") from None
     if model.card.get("reference_input") != "blank":
