@@ -136,6 +136,7 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
         L.append(cross)
     if gop_md:
         L.append("## Video mode against all-intra (our codec)\n")
+        L.append(video_vs_intra(result))
         L.append("![per-frame bits and PSNR](results/video_gop.png)\n")
         L.append(gop_md.replace("![per-frame bits and PSNR](video_gop.png)\n", ""))
     L.append("## Reproduce\n")
@@ -178,6 +179,31 @@ def cross_modal_section(result: dict) -> str | None:
     except BDError as exc:
         L.append(f"\nNo BD-rate: {exc}\n")
     return "\n".join(L)
+
+
+def video_vs_intra(result: dict) -> str:
+    """BD-rate of the model's video mode against its own image mode (every frame a key frame)."""
+    from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate
+    from mm_compress_ros.eval.report import _curve
+
+    name = result["model"]["name"]
+    img, vid = result["codecs"].get(f"{name}-image"), result["codecs"].get(f"{name}-video")
+    if not img or not vid:
+        return ""
+    L = [f"BD-rate of `{name}-video` (GOP {vid['gop']}) against `{name}-image` over the RD points above "
+         "(negative = predicted frames save bits at equal PSNR):\n",
+         "| modality | BD-rate | BD-PSNR (dB) |", "| --- | ---: | ---: |"]
+    for m in MODALITIES:
+        ra, qa = _curve(img["points"], m, "psnr")
+        rt, qt = _curve(vid["points"], m, "psnr")
+        cells = []
+        for f, fmt in ((bd_rate, "{:+.1f} %"), (bd_psnr, "{:+.2f}")):
+            try:
+                cells.append(fmt.format(f(ra, qa, rt, qt)))
+            except BDError as exc:
+                cells.append(f"n/a ({exc})")
+        L.append(f"| {m} | {cells[0]} | {cells[1]} |")
+    return "\n".join(L) + "\n"
 
 
 def rebuild(args) -> int:
