@@ -267,6 +267,9 @@ def main(argv=None) -> int:
                     help="measure every point again (default: reuse points in RUNS/cache measured on the same frames)")
     ap.add_argument("--rebuild", action="store_true",
                     help="rewrite the document from the last run's JSON in --runs (no coding, for text changes)")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="write the measured points into the model cards (models/*.json) of the shipped "
+                         "model and baseline (the weights' SHA-256 in the card is checked first)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.rebuild:
@@ -342,8 +345,40 @@ def main(argv=None) -> int:
                               "gop": args.gop, "frames": args.frames, "crop": args.crop}})
     (runs / "rd.json").write_text(json.dumps(_json_safe(result)) + "\n")
     doc.write_text(build_doc(result, plots, gop_md, args, command, seconds, model_note))
+    if args.update_cards and not args.weights:
+        for m in (model, baseline):
+            if m is not None:
+                update_card(m, result, command)
     print(json.dumps({"doc": str(doc), "assets": str(assets), "seconds": round(seconds, 1)}))
     return 0
+
+
+def update_card(model, result: dict, command: str) -> None:
+    """Adds this run's points of ``model`` (all its modes) to its card as ``measured_rd``."""
+    from mm_compress_ros.codec.zoo import models_dir
+
+    path = models_dir() / f"{model.name}-{model.direction}.json"
+    card = json.loads(path.read_text())
+    if card.get("sha256") != model.sha256:
+        print(f"results: note: {path.name} describes other weights; card not updated", file=sys.stderr)
+        return
+    points = {}
+    for name, c in result["codecs"].items():
+        if c["kind"] in ("model", "baseline") and name.startswith(model.name + "-") and \
+                name[len(model.name) + 1:] in ("image", "video"):
+            points[name] = [{"level": p["setting"], "gop": p["gop"],
+                             **{mod: {k: (round(p[mod][k], 4) if p[mod][k] is not None else None)
+                                      for k in ("bpp", "psnr", "msssim")}
+                                for mod in MODALITIES if p[mod]["bpp"] is not None}}
+                            for p in c["points"]]
+    n = sum(s["frames"] for s in result["sequences"])
+    card["measured_rd"] = {"data": f"{result['run']['data']}: {len(result['sequences'])} sequences, {n} frame "
+                                   "pairs (never trained on)",
+                           "command": command, "date": result["run"]["date"], "points": points,
+                           "bd_vs_x265_intra": {mod: {k: result["bd"][mod][k] for k in points
+                                                      if k in result["bd"][mod]} for mod in MODALITIES}}
+    card.pop("measured_rd_m3svd_seq", None)
+    path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 if __name__ == "__main__":
