@@ -84,3 +84,35 @@ def test_results_generator(tiny_model, tmp_path, capsys):
     assert results.main(["--rebuild", "--doc", str(doc), "--runs", str(tmp_path / "runs")]) == 0
     assert doc.read_text() == text
     assert results.main(["--rebuild", "--doc", str(doc), "--runs", str(tmp_path / "nothing")]) == 2
+
+
+def test_results_with_baseline_updates_the_cards(tmp_path, monkeypatch, capsys):
+    """Shipped-by-name models: the baseline section, video-vs-intra BD-rate and --update-cards."""
+    import torch
+
+    import results
+    from mm_compress_ros.codec.multimodal import ModelConfig, MultiModalCodec
+    from mm_compress_ros.codec.zoo import export_model
+
+    models = tmp_path / "models"
+    cfg = ModelConfig(N=16, M=24, ctx=8, align=8, levels=2)
+    torch.manual_seed(2)
+    export_model(MultiModalCodec(cfg), models / "tiny-thermal_given_rgb.safetensors", {"name": "tiny"})
+    export_model(MultiModalCodec(cfg), models / "tinysingle-thermal_given_rgb.safetensors",
+                 {"name": "tinysingle", "reference_input": "blank"})
+    monkeypatch.setenv("MM_COMPRESS_MODELS", str(models))
+    doc = tmp_path / "docs" / "results.md"
+    rc = results.main(["--data", str(SEQS), "--sequences", "0111_1803", "--frames", "2", "--crop", "64x64",
+                       "--model", "tiny", "--baseline", "tinysingle", "--update-cards", "--qp", "37",
+                       "--jpeg-quality", "50", "--gop", "2", "--skip-gop", "--doc", str(doc),
+                       "--runs", str(tmp_path / "runs"), "--quiet", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    text = doc.read_text()
+    assert "## Cross-modal gain (key frames)" in text and "| tinysingle-image | level 1 |" in text
+    card = json.loads((models / "tiny-thermal_given_rgb.json").read_text())
+    pts = card["measured_rd"]["points"]
+    assert set(pts) == {"tiny-image", "tiny-video"} and [p["level"] for p in pts["tiny-image"]] == [1, 2]
+    assert pts["tiny-video"][0]["gop"] == 2 and pts["tiny-image"][0]["rgb"]["bpp"] > 0
+    single = json.loads((models / "tinysingle-thermal_given_rgb.json").read_text())
+    assert set(single["measured_rd"]["points"]) == {"tinysingle-image"}
+    assert "rgb" not in single["measured_rd"]["points"]["tinysingle-image"][0]
