@@ -175,6 +175,8 @@ def cmd_export(args) -> None:
                              data_note=args.data_note)
     except AssembleError as exc:
         raise CliError(str(exc)) from None
+    if args.schedule:
+        card["training"]["schedule"] = args.schedule
     out = Path(args.out) if args.out else models_dir() / f"{args.name}-{net.cfg.direction}.safetensors"
     card = export_model(net, out, card)
     print(json.dumps({"file": str(out), "sha256": card["sha256"], "bytes": card["file_bytes"]}))
@@ -258,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="mmvc")
     p.add_argument("--out")
     p.add_argument("--summary", default="")
+    p.add_argument("--schedule", help="how the runs were scheduled, for the card (e.g. restarts with "
+                                      "another --lr or --chain, which each run's entry cannot show)")
     p.add_argument("--data-note", default="roadscene + m3svd_video (../shared/data)")
     p.set_defaults(func=cmd_export)
 
