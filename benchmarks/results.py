@@ -252,8 +252,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="mmvc")
     ap.add_argument("--direction", default="thermal_given_rgb")
     ap.add_argument("--weights")
-    ap.add_argument("--baseline", default="mmvc-single",
-                    help="single-modality baseline model (default mmvc-single; skipped when not shipped)")
+    ap.add_argument("--baseline",
+                    help="single-modality baseline model (default: MODEL-single when the model is loaded "
+                         "by name and that baseline is shipped)")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--quality", type=int, nargs="+", help="model levels (default all)")
     ap.add_argument("--gop", type=int, default=10)
@@ -298,13 +299,15 @@ def main(argv=None) -> int:
                 if not 1 <= q <= model.levels:
                     raise ModelError(f"quality {q} is not a level of this model (1..{model.levels})")
         baseline = None
-        if model is not None and not args.no_baseline:
+        if model is not None and not args.no_baseline and (args.baseline or not args.weights):
             from mm_compress_ros.cli import CliError
             from mm_compress_ros.eval.report import load_baseline
 
             try:
-                baseline = load_baseline(args.baseline, args.direction, args.device)
+                baseline = load_baseline(args.baseline or f"{args.model}-single", args.direction, args.device)
             except CliError as exc:
+                if args.baseline:
+                    raise ModelError(str(exc)) from None
                 print(f"results: note: no single-modality baseline in this run ({exc})", file=sys.stderr)
         if args.threads:
             import torch
