@@ -147,12 +147,25 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
     return "\n".join(L) + "\n"
 
 
-def cross_modal_section(result: dict) -> str | None:
-    """BD-rate of the cross-modal key frames against the single-modality baseline (same network,
-    same training budget, reference input blank): the gain of coding with the other camera."""
+def _bd_cells(anchor_points, test_points, modality) -> tuple[str, str]:
+    """(BD-rate, BD-PSNR) of ``test`` against ``anchor`` as text; 'n/a (why)' where undefined."""
     from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate
     from mm_compress_ros.eval.report import _curve
 
+    ra, qa = _curve(anchor_points, modality, "psnr")
+    rt, qt = _curve(test_points, modality, "psnr")
+    cells = []
+    for f, fmt in ((bd_rate, "{:+.1f} %"), (bd_psnr, "{:+.2f} dB")):
+        try:
+            cells.append(fmt.format(f(ra, qa, rt, qt)))
+        except BDError as exc:
+            cells.append(f"n/a ({exc})")
+    return cells[0], cells[1]
+
+
+def cross_modal_section(result: dict) -> str | None:
+    """BD-rate of the cross-modal key frames against the single-modality baseline (same network,
+    same training budget, reference input blank): the gain of coding with the other camera."""
     model = result.get("model")
     codecs = result["codecs"]
     base = next((n for n, c in codecs.items() if c["kind"] == "baseline"), None)
@@ -171,38 +184,24 @@ def cross_modal_section(result: dict) -> str | None:
         if b:
             L.append(f"| {p['setting']} | {p[dep]['bpp']:.4f} | {p[dep]['psnr']:.2f} | "
                      f"{b[dep]['bpp']:.4f} | {b[dep]['psnr']:.2f} |")
-    ra, qa = _curve(codecs[base]["points"], dep, "psnr")
-    rt, qt = _curve(codecs[ours]["points"], dep, "psnr")
-    try:
-        L.append(f"\nBD-rate of `{ours}` against `{base}` ({dep}, PSNR): **{bd_rate(ra, qa, rt, qt):+.1f} %** "
-                 f"(BD-PSNR {bd_psnr(ra, qa, rt, qt):+.2f} dB); negative = the other camera saves bits.\n")
-    except BDError as exc:
-        L.append(f"\nNo BD-rate: {exc}\n")
+    rate, gain = _bd_cells(codecs[base]["points"], codecs[ours]["points"], dep)
+    L.append(f"\nBD-rate of `{ours}` against `{base}` ({dep}, PSNR): **{rate}** (BD-PSNR {gain}); "
+             "negative = the other camera saves bits.\n")
     return "\n".join(L)
 
 
 def video_vs_intra(result: dict) -> str:
     """BD-rate of the model's video mode against its own image mode (every frame a key frame)."""
-    from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate
-    from mm_compress_ros.eval.report import _curve
-
     name = result["model"]["name"]
     img, vid = result["codecs"].get(f"{name}-image"), result["codecs"].get(f"{name}-video")
     if not img or not vid:
         return ""
     L = [f"BD-rate of `{name}-video` (GOP {vid['gop']}) against `{name}-image` over the RD points above "
          "(negative = predicted frames save bits at equal PSNR):\n",
-         "| modality | BD-rate | BD-PSNR (dB) |", "| --- | ---: | ---: |"]
+         "| modality | BD-rate | BD-PSNR |", "| --- | ---: | ---: |"]
     for m in MODALITIES:
-        ra, qa = _curve(img["points"], m, "psnr")
-        rt, qt = _curve(vid["points"], m, "psnr")
-        cells = []
-        for f, fmt in ((bd_rate, "{:+.1f} %"), (bd_psnr, "{:+.2f}")):
-            try:
-                cells.append(fmt.format(f(ra, qa, rt, qt)))
-            except BDError as exc:
-                cells.append(f"n/a ({exc})")
-        L.append(f"| {m} | {cells[0]} | {cells[1]} |")
+        rate, gain = _bd_cells(img["points"], vid["points"], m)
+        L.append(f"| {m} | {rate} | {gain} |")
     return "\n".join(L) + "\n"
 
 
@@ -366,9 +365,9 @@ def update_card(model, result: dict, command: str) -> None:
         print(f"results: note: {path.name} describes other weights; card not updated", file=sys.stderr)
         return
     points = {}
-    for name, c in result["codecs"].items():
-        if c["kind"] in ("model", "baseline") and name.startswith(model.name + "-") and \
-                name[len(model.name) + 1:] in ("image", "video"):
+    for name in (f"{model.name}-image", f"{model.name}-video"):
+        c = result["codecs"].get(name)
+        if c is not None:
             points[name] = [{"level": p["setting"], "gop": p["gop"],
                              **{mod: {k: (round(p[mod][k], 4) if p[mod][k] is not None else None)
                                       for k in ("bpp", "psnr", "msssim")}
