@@ -155,7 +155,7 @@ def cmd_train(args) -> None:
     mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
-                      seed=args.seed, threads=args.threads, save_every=args.save_every,
+                      still_every=args.still_every, seed=args.seed, threads=args.threads, save_every=args.save_every,
                       log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blank-reference", action="store_true",
                    help="stage dep: replace the reference modality by a constant image (trains the "
                         "single-modality baseline that isolates the cross-modal gain)")
+    p.add_argument("--still-every", type=int, default=4,
+                   help="stages ref, dep, all: every n-th step also codes a batch of still pairs as key "
+                        "frames (1: every step; the stills carry more fine texture than the lossy "
+                        "video clips; default 4)")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)

@@ -88,6 +88,9 @@ def test_train_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(DATA / "roadscene"), "--run", str(tmp_path / "r"), "--steps", "1",
                  "--stage", "video", "--limit", "2"]) == 2
     assert "needs sequences" in capsys.readouterr().err
+    assert main(["train", "--data", str(DATA / "roadscene"), "--run", str(tmp_path / "r"), "--steps", "1",
+                 "--still-every", "0", "--limit", "2"]) == 2
+    assert "--still-every must be >= 1" in capsys.readouterr().err
 
 
 def _tiny_run(tmp_path, name, *extra, steps=1):
@@ -105,12 +108,13 @@ def test_export_assembles_staged_runs(tmp_path, capsys):
     from mm_compress_ros.codec.zoo import load_model
     from mm_compress_ros.train.trainer import PARTS
 
-    ref = _tiny_run(tmp_path, "ref", "--stage", "ref", "--seed", "1")
+    ref = _tiny_run(tmp_path, "ref", "--stage", "ref", "--seed", "1", "--still-every", "1")
     video = _tiny_run(tmp_path, "video", "--stage", "video", "--seed", "2", steps=2)
     out = tmp_path / "staged-thermal_given_rgb.safetensors"
     assert main(["export", str(ref), str(video), "--name", "staged", "--out", str(out)]) == 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert [h["stage"] for h in card["training"]["history"]] == ["ref", "video"]
+    assert [h["still_every"] for h in card["training"]["history"]] == [1, 4]
     assert card["training"]["steps"] == 3 and "reference_input" not in card
     net = load_model(path=out, device="cpu").net
     got = net.state_dict()

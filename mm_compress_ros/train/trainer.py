@@ -88,6 +88,8 @@ class Trainer:
             raise ValueError(f"unknown stage {cfg.stage!r}; use one of {', '.join(STAGES)}")
         if cfg.chain < 1:
             raise ValueError(f"--chain must be >= 1, got {cfg.chain}")
+        if cfg.still_every < 1:
+            raise ValueError(f"--still-every must be >= 1, got {cfg.still_every}")
         if cfg.blank_reference and cfg.stage != "dep":
             raise ValueError("a blank reference (single-modality baseline) trains stage 'dep' only")
         if cfg.stage in ("video", "all") and not data.sequences:
