@@ -195,3 +195,34 @@ def test_clips_and_chained_predicted_frames(tmp_path):
     assert {"p_ref_psnr", "p2_ref_psnr", "p2_dep_bpp"} <= set(line) and np.isfinite(line["loss"])
     with pytest.raises(ValueError, match="fewer than a clip"):
         CropSampler(ts, 64, seed=5).clips(1, 7)
+
+
+def test_downscaled_crops_are_shrunk_windows_aligned_across_modalities(tmp_path, capsys):
+    """--downscale: each crop is a larger window shrunk by area averaging, the same window for both
+    modalities (and every frame of a clip)."""
+    import cv2
+
+    from mm_compress_ros.train.data import Sequence, TrainingSet
+
+    ts = load_training_set([DATA / "m3svd_seq"], limit=2)
+    s = ts.sequences[0]
+    # the thermal channel is the RGB's first channel: an aligned window shows as equal arrays
+    same = TrainingSet(sequences=[Sequence("same", s.rgb, np.ascontiguousarray(s.rgb[..., 0]))])
+    rgb, th, _, _ = CropSampler(same, 64, seed=1, downscale=0.5).pairs(8)
+    assert rgb.shape == (8, 64, 64, 3) and th.shape == (8, 64, 64)
+    assert np.array_equal(rgb[..., 0], th)
+    # one still pair: the crop is the window the sampler's random draws select, shrunk to 64x64
+    r0, t0 = s.rgb[0], s.thermal[0]
+    got_rgb, _ = CropSampler(TrainingSet(stills=[(r0, t0)]), 64, seed=7, downscale=0.25).stills(1)
+    rng = np.random.default_rng(7)
+    rng.integers(1)  # which still
+    src = min(int(round(64 / float(rng.uniform(max(0.25, 64 / 480), 1.0)))), 480)
+    y, x, flip = int(rng.integers(0, 480 - src + 1)), int(rng.integers(0, 640 - src + 1)), bool(rng.integers(0, 2))
+    want = cv2.resize(r0[y:y + src, x:x + src], (64, 64), interpolation=cv2.INTER_AREA)
+    assert src > 64 and np.array_equal(got_rgb[0], want[:, ::-1] if flip else want)
+    run = _tiny_run(tmp_path, "ds", "--stage", "ref", "--downscale", "0.6")
+    assert json.loads((run / "checkpoint.json").read_text())["train"]["downscale"] == 0.6
+    capsys.readouterr()
+    assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(tmp_path / "r"), "--limit", "2",
+                 "--steps", "1", "--downscale", "0"]) == 2
+    assert "--downscale must be in (0, 1]" in capsys.readouterr().err

@@ -35,7 +35,8 @@ def _run_entry(run: Path, meta: dict) -> dict:
     entry = {"run": run.name, "stage": t["stage"], "steps": meta["step"],
              "seconds": round(meta.get("seconds", 0.0)), "batch": t["batch"], "crop": t["crop"],
              "lr": t["lr"], "decay_at": t.get("decay_at"), "chain": t.get("chain", 1),
-             "still_every": t.get("still_every", 4), "device": meta.get("device", "cpu")}
+             "still_every": t.get("still_every", 4),
+             "downscale": t.get("downscale", 1.0), "device": meta.get("device", "cpu")}
     if t.get("blank_reference"):
         entry["blank_reference"] = True
     if meta.get("init"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -172,23 +173,39 @@ def load_training_set(roots: list[Path], limit: int | None = None) -> TrainingSe
 class CropSampler:
     """Random aligned crops: key-frame batches and (previous, current) sequence batches."""
 
-    def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3):
+    def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3, downscale: float = 1.0):
         data.sequences = [q for q in data.sequences if len(q.rgb) >= 2]
         small = [q.name for q in data.sequences if min(q.thermal.shape[1:3]) < crop]
         small += [f"still {i}" for i, (_, t) in enumerate(data.stills) if min(t.shape[:2]) < crop]
         if small:
             raise ValueError(f"crop {crop} is larger than some frames ({', '.join(small[:3])})")
-        self.data, self.crop, self.max_gap = data, crop, max_gap
+        if not 0.0 < downscale <= 1.0:
+            raise ValueError(f"--downscale must be in (0, 1], got {downscale}")
+        self.data, self.crop, self.max_gap, self.downscale = data, crop, max_gap, downscale
         self.rng = np.random.default_rng(seed)
 
     def _crop(self, arrays, h, w):
+        """The same random window of every array (one frame pair, or a clip), flipped or not.
+
+        With ``downscale < 1`` the window is ``crop / s`` pixels wide (``s`` drawn in
+        ``[downscale, 1]``, never wider than the frame) and is shrunk to ``crop`` with area
+        averaging (as Ballé et al. did with their lossy training images): edges become sharper
+        per pixel, a crop covers more of the scene, and the block artifacts of lossy training data
+        (MPEG-4 clips, JPEG stills) mostly average out.
+        """
         c = self.crop
-        y = int(self.rng.integers(0, h - c + 1))
-        x = int(self.rng.integers(0, w - c + 1))
+        src = c
+        if self.downscale < 1.0:
+            s = float(self.rng.uniform(max(self.downscale, c / min(h, w)), 1.0))
+            src = min(int(round(c / s)), h, w)
+        y = int(self.rng.integers(0, h - src + 1))
+        x = int(self.rng.integers(0, w - src + 1))
         flip = bool(self.rng.integers(0, 2))
         out = []
         for a in arrays:  # HxW or HxWx3: the first two axes are always rows, columns
-            p = a[y:y + c, x:x + c]
+            p = a[y:y + src, x:x + src]
+            if src != c:
+                p = cv2.resize(p, (c, c), interpolation=cv2.INTER_AREA)
             out.append(p[:, ::-1] if flip else p)
         return out
 

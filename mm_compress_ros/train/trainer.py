@@ -50,6 +50,7 @@ class TrainConfig:
     warmup: int = 100            # steps of linear lr warm-up at the start of every (resumed) run
     still_every: int = 4         # every n-th step also trains key frames on still pairs
     chain: int = 1               # predicted frames after each key frame in one training sample
+    downscale: float = 1.0       # crops come from windows up to 1/downscale larger, shrunk (1 = off)
     seed: int = 0
     threads: int = 0             # torch threads (0 = torch default)
     log_every: int = 50
@@ -116,7 +117,7 @@ class Trainer:
         aux = [p for n, p in self.model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
         self.aux_opt = torch.optim.Adam(aux, lr=1e-3)
-        self.sampler = CropSampler(data, cfg.crop, cfg.seed)
+        self.sampler = CropSampler(data, cfg.crop, cfg.seed, downscale=cfg.downscale)
         self.step = 0
         self.skipped = 0  # steps whose loss or gradient was not finite (no update made)
         self.seconds = 0.0  # training time over all resumed runs (for the model card)
