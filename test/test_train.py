@@ -226,3 +226,17 @@ def test_downscaled_crops_are_shrunk_windows_aligned_across_modalities(tmp_path,
     assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(tmp_path / "r"), "--limit", "2",
                  "--steps", "1", "--downscale", "0"]) == 2
     assert "--downscale must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_a_model_trained_from_a_shipped_one_keeps_its_history_and_schedules(tmp_path, capsys):
+    """Export from a run that started from an exported model: the card lists the earlier model's
+    runs and keeps its --schedule note, so the whole cost and recipe of the weights stays on record."""
+    first = _tiny_run(tmp_path, "first", "--stage", "ref")
+    m1 = tmp_path / "m1-thermal_given_rgb.safetensors"
+    assert main(["export", str(first), "--name", "m1", "--out", str(m1), "--schedule", "first: one step"]) == 0
+    second = _tiny_run(tmp_path, "second", "--stage", "video", "--init", str(m1))
+    m2 = tmp_path / "m2-thermal_given_rgb.safetensors"
+    assert main(["export", str(second), "--name", "m2", "--out", str(m2), "--schedule", "second: one step"]) == 0
+    t = json.loads(m2.with_suffix(".json").read_text())["training"]
+    assert [h["run"] for h in t["history"]] == ["first", "second"] and t["steps"] == 2
+    assert t["schedule"] == "second: one step" and t["earlier_schedules"] == ["first: one step"]

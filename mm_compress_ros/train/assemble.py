@@ -44,24 +44,39 @@ def _run_entry(run: Path, meta: dict) -> dict:
     return entry
 
 
-def _earlier_history(meta: dict) -> list[dict]:
-    """The training history of the shipped model a run started from (its card), if any."""
+def _earlier_card(meta: dict) -> dict:
+    """The card of the shipped model a run started from (``{}`` when none or it does not match)."""
     init = meta.get("init")
     if not init:
-        return []
+        return {}
     card_path = Path(init["file"]).with_suffix(".json")
     try:
         card = json.loads(card_path.read_text())
     except (OSError, json.JSONDecodeError):
-        return []
+        return {}
     if card.get("sha256") != init["sha256"]:
+        return {}
+    return card
+
+
+def _earlier_history(card: dict) -> list[dict]:
+    """The training history recorded in an earlier model's card."""
+    if not card:
         return []
     t = card.get("training", {})
     if "history" in t:
         return list(t["history"])
-    return [{"run": card.get("name", card_path.stem), "stage": t.get("stage", "all"),
+    return [{"run": card.get("name", "earlier"), "stage": t.get("stage", "all"),
              "steps": t.get("steps", 0), "seconds": t.get("seconds", 0), "batch": t.get("batch"),
              "crop": t.get("crop"), "schedule": t.get("schedule")}]
+
+
+def _earlier_schedules(card: dict) -> list[str]:
+    """The ``--schedule`` notes of an earlier model and of the models it was trained from."""
+    t = card.get("training", {})
+    if "history" not in t:  # a single-run card: its schedule sits in its one history entry
+        return list(t.get("earlier_schedules", []))
+    return list(t.get("earlier_schedules", [])) + ([t["schedule"]] if t.get("schedule") else [])
 
 
 def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = "") -> tuple[MultiModalCodec, dict]:
@@ -80,7 +95,8 @@ def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = ""
         state.update({k: v for k, v in theirs.items() if stage == "all" or k.startswith(PARTS[stage])})
     net.load_state_dict(state)
 
-    history = _earlier_history(metas[0]) + [_run_entry(r, m) for r, m in zip(runs, metas)]
+    earlier = _earlier_card(metas[0])
+    history = _earlier_history(earlier) + [_run_entry(r, m) for r, m in zip(runs, metas)]
     seconds = sum(h.get("seconds") or 0 for h in history)
     card = {"name": name, "summary": summary,
             "training": {"steps": sum(h.get("steps") or 0 for h in history), "seconds": round(seconds),
@@ -88,6 +104,8 @@ def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = ""
                          "batch": metas[-1]["train"]["batch"], "crop": metas[-1]["train"]["crop"],
                          "stage": "+".join(h["stage"] for h in history), "data": data_note,
                          "history": history}}
+    if _earlier_schedules(earlier):  # how the earlier model's runs were scheduled (export --schedule)
+        card["training"]["earlier_schedules"] = _earlier_schedules(earlier)
     if any(m["train"].get("blank_reference") for m in metas):
         # the dependent codec never saw the reference: evaluate it with a blank reference input
         card["reference_input"] = "blank"
