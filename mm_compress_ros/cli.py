@@ -155,8 +155,8 @@ def cmd_train(args) -> None:
     mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
-                      still_every=args.still_every, downscale=args.downscale, seed=args.seed, threads=args.threads, save_every=args.save_every,
-                      log_every=args.log_every, model=mcfg)
+                      still_every=args.still_every, downscale=args.downscale, seed=args.seed,
+                      threads=args.threads, save_every=args.save_every, log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
                           init_weights=args.init)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..codec.multimodal import ModelConfig, MultiModalCodec
 from ..codec.zoo import load_weights_file
-from .trainer import PARTS
+from .trainer import PARTS, TrainConfig
 
 
 class AssembleError(ValueError):
@@ -35,8 +35,8 @@ def _run_entry(run: Path, meta: dict) -> dict:
     entry = {"run": run.name, "stage": t["stage"], "steps": meta["step"],
              "seconds": round(meta.get("seconds", 0.0)), "batch": t["batch"], "crop": t["crop"],
              "lr": t["lr"], "decay_at": t.get("decay_at"), "chain": t.get("chain", 1),
-             "still_every": t.get("still_every", 4),
-             "downscale": t.get("downscale", 1.0), "device": meta.get("device", "cpu")}
+             "still_every": t.get("still_every", TrainConfig.still_every),
+             "downscale": t.get("downscale", TrainConfig.downscale), "device": meta.get("device", "cpu")}
     if t.get("blank_reference"):
         entry["blank_reference"] = True
     if meta.get("init"):
@@ -104,8 +104,9 @@ def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = ""
                          "batch": metas[-1]["train"]["batch"], "crop": metas[-1]["train"]["crop"],
                          "stage": "+".join(h["stage"] for h in history), "data": data_note,
                          "history": history}}
-    if _earlier_schedules(earlier):  # how the earlier model's runs were scheduled (export --schedule)
-        card["training"]["earlier_schedules"] = _earlier_schedules(earlier)
+    schedules = _earlier_schedules(earlier)
+    if schedules:  # how the earlier model's runs were scheduled (export --schedule)
+        card["training"]["earlier_schedules"] = schedules
     if any(m["train"].get("blank_reference") for m in metas):
         # the dependent codec never saw the reference: evaluate it with a blank reference input
         card["reference_input"] = "blank"
