@@ -75,7 +75,7 @@ def test_huge_sizes_are_refused_from_the_header_alone():
         P.packet_length(_forge(640, 480, total=0xFFFFFFF0))
     # a 12-byte prefix that claims a gigantic packet is refused without reading further
     with pytest.raises(P.LimitExceeded):
-        list(P.iter_stream(io.BytesIO(b"MMCP\x01\x00\x00\x03" + struct.pack("<I", 1 << 31))))
+        list(P.iter_stream(io.BytesIO(b"MMCP" + bytes([P.VERSION]) + b"\x00\x00\x03" + struct.pack("<I", 1 << 31))))
 
 
 def test_stream_of_packets_and_truncated_stream():
@@ -89,3 +89,33 @@ def test_every_error_is_a_packet_error_and_a_value_error():
     for cls in (P.BadMagic, P.UnsupportedVersion, P.TruncatedPacket, P.CorruptPacket, P.LimitExceeded,
                 P.ModelMismatch, P.EntropyMismatch):
         assert issubclass(cls, P.PacketError) and issubclass(cls, ValueError)
+
+
+def test_a_packet_of_another_format_version_is_refused_naming_both_versions():
+    data = bytearray(P.write_packet(_header(), SECTIONS))
+    data[4] = 1
+    with pytest.raises(P.UnsupportedVersion, match=r"version 1 is not supported .*reads version 2"):
+        P.read_packet(bytes(data))
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_hybrid_packet_round_trip_layout_and_bytes_per_modality(codec):
+    video = [b"\x00\x00\x00\x01" + b"v" * 300, b"al", b"dep-y" * 7, b"dz"]
+    data = P.write_packet(_header(reference_codec=codec, reference_qp=31), video)
+    h, sections = P.read_packet(data)
+    assert sections == video and h.reference_codec == codec and h.reference_qp == 31
+    assert h.profile == "hybrid"
+    assert [n for _, n in h.layout] == ["video", "align", "y", "z"]
+    split = h.modality_bytes()
+    assert split["rgb"] + split["thermal"] == len(data)
+    assert split["rgb"] > 300 and split["thermal"] > len(b"al" + b"dep-y" * 7 + b"dz")
+    # a predicted hybrid frame has 3 sections; the key frame's 4 are refused for it
+    with pytest.raises(P.CorruptPacket, match="expected 3"):
+        P.read_packet(P.write_packet(_header(reference_codec=codec, frame_type=P.FRAME_PREDICTED), video))
+
+
+def test_learned_packet_layout_and_wrong_section_count():
+    h, _ = P.read_packet(P.write_packet(_header(), SECTIONS))
+    assert h.profile == "learned" and len(h.layout) == 5
+    with pytest.raises(P.CorruptPacket, match="expected 5"):
+        P.read_packet(P.write_packet(_header(), SECTIONS[:4]))

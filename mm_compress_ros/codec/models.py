@@ -27,11 +27,8 @@ import torch.nn as nn
 from compressai.entropy_models import EntropyBottleneck
 from compressai.latent_codecs import GainHyperLatentCodec, GaussianConditionalLatentCodec
 
+from .packet import EntropyMismatch
 from .layers import AnalysisTransform, ContextPrior, SynthesisTransform, conv, deconv
-
-
-class EntropyMismatch(ValueError):
-    """The decoder's entropy parameters select other CDF tables than the encoder's did."""
 
 
 def _padded(data: bytes, symbols: int) -> bytes:
@@ -130,6 +127,12 @@ class ConditionalCodec(nn.Module):
             "stages": stages,
             "likelihoods": {"y": y_out["likelihoods"]["y"], "z": hyper["likelihoods"]["z"]},
         }
+
+    def stages_of(self, x, level):
+        """Synthesis-stage features of ``x`` without entropy coding: g_s(round(g_a(x) * gain) / gain)."""
+        yg, ygi, _, _ = self._gains(level)
+        _, stages = self.g_s(torch.round(self._analyze(x, None) * yg) * ygi)
+        return stages
 
     # -- real bitstreams -------------------------------------------------------------------
     def index_digest(self, ctx_params: torch.Tensor) -> int:

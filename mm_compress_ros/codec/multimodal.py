@@ -115,47 +115,76 @@ class MultiModalCodec(nn.Module):
     # -- real bitstreams --------------------------------------------------------------------
     # Each compress_* returns (sections, digests, Decoded); digests = (reference, dependent) index
     # checksums (see ConditionalCodec.index_digest); decompress_* take them back and verify.
+    # The *_dep_* methods code the dependent modality given a decoded reference ``ref_hat`` from any
+    # reference coder (this model's own, or a standard video codec: see codec/reference.py).
+    def compress_ref(self, ref, level, prev_ref=None):
+        """This model's reference codec: intra without ``prev_ref``, else temporal.
+        Sections: ref y, ref z. Returns (sections, digest, ref_hat, decoder stages)."""
+        if prev_ref is None:
+            strings, digest, ref_hat, stages = self.ref_intra.compress(ref, level)
+        else:
+            strings, digest, ref_hat, stages = self.ref_inter.compress(
+                ref, level, ctx=self.ref_temporal(prev_ref), base=prev_ref)
+        return strings, digest, ref_hat.clamp(0, 1), stages
+
+    def decompress_ref(self, sections, ref_size, level, digest=None, prev_ref=None):
+        if prev_ref is None:
+            ref_hat, stages = self.ref_intra.decompress(sections, ref_size, level, digest)
+        else:
+            ref_hat, stages = self.ref_inter.decompress(
+                sections, ref_size, level, digest, ctx=self.ref_temporal(prev_ref), base=prev_ref)
+        return ref_hat.clamp(0, 1), stages
+
     def compress_key(self, ref, dep, level):
         """Sections: ref y, ref z, alignment, dep y, dep z."""
-        r_str, r_dig, ref_hat, stages = self.ref_intra.compress(ref, level)
-        ref_hat = ref_hat.clamp(0, 1)
+        r_str, r_dig, ref_hat, stages = self.compress_ref(ref, level)
+        d_str, d_dig, dep_hat = self.compress_dep_key(ref_hat, stages, dep, level)
+        return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat)
+
+    def compress_predicted(self, ref, dep, prev: Decoded, level):
+        """Sections: ref y, ref z, dep y, dep z."""
+        r_str, r_dig, ref_hat, _ = self.compress_ref(ref, level, prev.ref)
+        d_str, d_dig, dep_hat = self.compress_dep_predicted(ref_hat, dep, prev.dep, level)
+        return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat)
+
+    def compress_dep_key(self, ref_hat, stages, dep, level):
+        """Sections: alignment, dep y, dep z. Returns (sections, digest, dep_hat)."""
         f_ref = self._ref_feature(ref_hat, dep.shape[-2:])
         coef = self.align.coefficients(f_ref, self.align_cur(dep))
         a_str = self.align_coder.compress(coef)
         coef_hat = self.align_coder.decompress(a_str, coef.shape[-2:])
         aligned = self.align.align_features(f_ref, coef_hat)
         d_str, d_dig, dep_hat, _ = self.dep_intra.compress(dep, level, ctx=aligned, ref_stages=stages)
-        return [*r_str, a_str[0], *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat.clamp(0, 1))
+        return [a_str[0], *d_str], d_dig, dep_hat.clamp(0, 1)
 
-    def decompress_key(self, sections, ref_size, dep_size, level, digests=(None, None)):
-        r_str, a_str, d_str = sections[0:2], sections[2], sections[3:5]
-        ref_hat, stages = self.ref_intra.decompress(r_str, ref_size, level, digests[0])
-        ref_hat = ref_hat.clamp(0, 1)
+    def decompress_dep_key(self, sections, ref_hat, stages, dep_size, level, digest=None):
         f_ref = self._ref_feature(ref_hat, dep_size)
-        coef_hat = self.align_coder.decompress([a_str], (1, 1))
+        coef_hat = self.align_coder.decompress([sections[0]], (1, 1))
         aligned = self.align.align_features(f_ref, coef_hat)
-        dep_hat, _ = self.dep_intra.decompress(d_str, dep_size, level, digests[1], ctx=aligned,
+        dep_hat, _ = self.dep_intra.decompress(sections[1:3], dep_size, level, digest, ctx=aligned,
                                                ref_stages=stages)
-        return Decoded(ref_hat, dep_hat.clamp(0, 1))
+        return dep_hat.clamp(0, 1)
 
-    def compress_predicted(self, ref, dep, prev: Decoded, level):
-        """Sections: ref y, ref z, dep y, dep z."""
-        r_str, r_dig, ref_hat, _ = self.ref_inter.compress(
-            ref, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
-        ref_hat = ref_hat.clamp(0, 1)
+    def compress_dep_predicted(self, ref_hat, dep, dep_prev, level):
+        """Sections: dep y, dep z. Returns (sections, digest, dep_hat)."""
         d_str, d_dig, dep_hat, _ = self.dep_inter.compress(
-            dep, level, ctx=self._dep_inter_ctx(prev.dep, ref_hat), base=prev.dep)
-        return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat.clamp(0, 1))
+            dep, level, ctx=self._dep_inter_ctx(dep_prev, ref_hat), base=dep_prev)
+        return d_str, d_dig, dep_hat.clamp(0, 1)
 
-    def decompress_predicted(self, sections, ref_size, dep_size, prev: Decoded, level,
-                             digests=(None, None)):
-        ref_hat, _ = self.ref_inter.decompress(
-            sections[0:2], ref_size, level, digests[0], ctx=self.ref_temporal(prev.ref), base=prev.ref)
-        ref_hat = ref_hat.clamp(0, 1)
+    def decompress_dep_predicted(self, sections, ref_hat, dep_prev, dep_size, level, digest=None):
         dep_hat, _ = self.dep_inter.decompress(
-            sections[2:4], dep_size, level, digests[1], ctx=self._dep_inter_ctx(prev.dep, ref_hat),
-            base=prev.dep)
-        return Decoded(ref_hat, dep_hat.clamp(0, 1))
+            sections, dep_size, level, digest, ctx=self._dep_inter_ctx(dep_prev, ref_hat), base=dep_prev)
+        return dep_hat.clamp(0, 1)
+
+    def reference_stages(self, ref_hat, level):
+        """Decoder-stage features for a reference picture coded by another codec.
+
+        The dependent key-frame decoder's spatial alignment attends to the reference decoder's
+        stage features. A reference decoded by H.264/H.265 has none, so they are made by passing
+        the decoded picture through this model's reference transforms: ``g_s(Q(g_a(ref_hat)))`` with
+        the level's gains, nothing entropy-coded. Both ends compute it from the same picture.
+        """
+        return self.ref_intra.stages_of(ref_hat, level)
 
     def update(self, force: bool = True) -> None:
         """Builds the CDF tables of every entropy model (after training or loading weights)."""

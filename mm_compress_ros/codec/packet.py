@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"MMCP"
-VERSION = 1
+VERSION = 2
 
 FRAME_KEY = 0
 FRAME_PREDICTED = 1
@@ -22,11 +22,24 @@ DIRECTION_CODES = {"thermal_given_rgb": 0, "rgb_given_thermal": 1}
 RGB_FORMATS = {"rgb8": 0, "bgr8": 1}
 THERMAL_FORMATS = {"mono8": 0, "mono16": 1, "16UC1": 2, "8UC1": 3}
 SIXTEEN_BIT = ("mono16", "16UC1")
+# how the reference modality is coded: this model's learned reference codec, or a standard video codec
+REFERENCE_CODECS = {"learned": 0, "h264": 1, "h265": 2}
+PROFILES = {"learned": "learned", "h264": "hybrid", "h265": "hybrid"}
+
+# The sections of a packet, in order, as (role, name); role "ref" or "dep" is the reference or the
+# dependent modality (RGB / thermal for thermal_given_rgb). "video" is one Annex B access unit.
+SECTION_LAYOUT = {
+    ("learned", "key"): (("ref", "y"), ("ref", "z"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
+    ("learned", "predicted"): (("ref", "y"), ("ref", "z"), ("dep", "y"), ("dep", "z")),
+    ("video", "key"): (("ref", "video"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
+    ("video", "predicted"): (("ref", "video"), ("dep", "y"), ("dep", "z")),
+}
 
 # magic, version, frame type, direction, quality, total length, stream id, frame index,
 # model hash (8 bytes), model id (16 bytes ASCII), rgb w, h, format, thermal w, h, format,
-# thermal lo, hi (16-bit range), entropy index digests (reference, dependent), number of sections
-_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHB")
+# thermal lo, hi (16-bit range), entropy index digests (reference, dependent), reference codec,
+# reference QP (standard codecs; 0 for the learned one), number of sections
+_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHBBB")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<I")
 MIN_PACKET = _HEAD.size + _CRC.size
@@ -90,12 +103,39 @@ class PacketHeader:
     thermal_format: str
     thermal_range: tuple[int, int]     # 16-bit values mapped to [0, 1]: lo, hi
     index_digests: tuple[int, int] = (0, 0)  # see ConditionalCodec.index_digest
+    reference_codec: str = "learned"
+    reference_qp: int = 0
     section_lengths: list[int] = field(default_factory=list)
     total_length: int = 0
 
     @property
     def frame_type_name(self) -> str:
         return FRAME_TYPES[self.frame_type]
+
+    @property
+    def profile(self) -> str:
+        return PROFILES[self.reference_codec]
+
+    @property
+    def layout(self) -> tuple[tuple[str, str], ...]:
+        """The (role, name) of each section of this packet (see :data:`SECTION_LAYOUT`)."""
+        return section_layout(self.reference_codec, self.frame_type_name)
+
+    def modality_bytes(self) -> dict[str, int]:
+        """Bytes per modality (``rgb``, ``thermal``): each modality's sections plus the header,
+        section table and CRC split in proportion (the remainder goes to the larger one)."""
+        roles = {"ref": 0, "dep": 0}
+        for (role, _), n in zip(self.layout, self.section_lengths):
+            roles[role] += n
+        payload = roles["ref"] + roles["dep"]
+        overhead = self.total_length - payload
+        ref_share = (overhead * roles["ref"] + payload // 2) // payload if payload else overhead // 2
+        ref, dep = roles["ref"] + ref_share, roles["dep"] + overhead - ref_share
+        return {"rgb": ref, "thermal": dep} if self.direction == "thermal_given_rgb" else {"rgb": dep, "thermal": ref}
+
+
+def section_layout(reference_codec: str, frame_type: str) -> tuple[tuple[str, str], ...]:
+    return SECTION_LAYOUT[("learned" if reference_codec == "learned" else "video", frame_type)]
 
 
 def _inv(d: dict) -> dict:
@@ -116,7 +156,8 @@ def write_packet(h: PacketHeader, sections: list[bytes]) -> bytes:
         h.stream_id, h.frame_index, int.from_bytes(h.model_hash, "little"), model_id,
         h.rgb_size[1], h.rgb_size[0], RGB_FORMATS[h.rgb_format],
         h.thermal_size[1], h.thermal_size[0], THERMAL_FORMATS[h.thermal_format],
-        h.thermal_range[0], h.thermal_range[1], h.index_digests[0], h.index_digests[1], len(sections),
+        h.thermal_range[0], h.thermal_range[1], h.index_digests[0], h.index_digests[1],
+        REFERENCE_CODECS[h.reference_codec], h.reference_qp, len(sections),
     )
     body = head + lens + b"".join(sections)
     return body + _CRC.pack(zlib.crc32(body))
@@ -129,7 +170,8 @@ def packet_length(prefix: bytes, limits: Limits = Limits()) -> int:
     if prefix[:4] != MAGIC:
         raise BadMagic(f"not an mm_compress_ros packet (magic {prefix[:4]!r}, expected {MAGIC!r})")
     if prefix[4] != VERSION:
-        raise UnsupportedVersion(f"packet format version {prefix[4]} is not supported (this decoder reads {VERSION})")
+        raise UnsupportedVersion(f"packet format version {prefix[4]} is not supported (this decoder reads version "
+                                 f"{VERSION}); re-encode the stream or use the release that wrote it")
     total = _LEN.unpack_from(prefix, 8)[0]
     if total > limits.max_packet_bytes:
         raise LimitExceeded(f"packet claims {total} bytes, above the limit of {limits.max_packet_bytes}")
@@ -144,7 +186,7 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
     if len(data) < _HEAD.size:
         raise TruncatedPacket(f"packet truncated: {len(data)} bytes, header needs {_HEAD.size}")
     (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
-     lo, hi, dig_ref, dig_dep, nsec) = _HEAD.unpack_from(data)
+     lo, hi, dig_ref, dig_dep, rcodec, rqp, nsec) = _HEAD.unpack_from(data)
     if ftype not in FRAME_TYPES:
         raise CorruptPacket(f"unknown frame type {ftype}")
     if direction not in _inv(DIRECTION_CODES):
@@ -155,7 +197,12 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
         if not (0 < w <= limits.max_width and 0 < h <= limits.max_height):
             raise LimitExceeded(f"{name} size {w}x{h} is outside the limits "
                                 f"(1..{limits.max_width} x 1..{limits.max_height})")
-    if nsec == 0 or nsec > limits.max_sections:
+    if rcodec not in _inv(REFERENCE_CODECS):
+        raise CorruptPacket(f"unknown reference codec code {rcodec}")
+    expected = len(section_layout(_inv(REFERENCE_CODECS)[rcodec], FRAME_TYPES[ftype]))
+    if nsec != expected:
+        raise CorruptPacket(f"{FRAME_TYPES[ftype]} frame has {nsec} sections, expected {expected}")
+    if nsec > limits.max_sections:
         raise CorruptPacket(f"packet has {nsec} sections (1..{limits.max_sections} allowed)")
     table_end = _HEAD.size + nsec * _LEN.size
     if len(data) < table_end:
@@ -172,7 +219,8 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
         stream_id=stream_id, frame_index=index, model_hash=mhash.to_bytes(8, "little"),
         model_id=model_id, rgb_size=(rh, rw), rgb_format=_inv(RGB_FORMATS)[rf],
         thermal_size=(th, tw), thermal_format=_inv(THERMAL_FORMATS)[tf], thermal_range=(lo, hi),
-        index_digests=(dig_ref, dig_dep), section_lengths=lens, total_length=total,
+        index_digests=(dig_ref, dig_dep), reference_codec=_inv(REFERENCE_CODECS)[rcodec], reference_qp=rqp,
+        section_lengths=lens, total_length=total,
     )
 
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .models import EntropyMismatch as ModelEntropyMismatch
-from .multimodal import PAD, Decoded
-from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, SIXTEEN_BIT, CorruptPacket, EntropyMismatch,
-                     Limits, ModelMismatch, PacketError, PacketHeader, read_packet, write_packet)
+from .imaging import from_tensor, padded, to_tensor  # noqa: F401 (re-exported)
+from .multimodal import Decoded
+from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, PROFILES, REFERENCE_CODECS, SIXTEEN_BIT,
+                     CorruptPacket, EntropyMismatch, Limits, ModelMismatch, PacketError, PacketHeader,
+                     read_packet, write_packet)
+from .reference import make_reference
+from .videocodec import VideoCodecError
 from .zoo import LoadedModel
 
 
@@ -61,31 +63,6 @@ class DecodedPair:
     header: PacketHeader
 
 
-# -- images <-> padded tensors ---------------------------------------------------------------
-
-def to_tensor(img: np.ndarray, device, lo: int = 0, hi: int = 255) -> torch.Tensor:
-    """uint8/uint16 image -> (1, C, H', W') float in [0, 1], replicate-padded to a multiple of PAD."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).to(device)
-    t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-    t = (t.float() - lo) / float(max(hi - lo, 1))
-    t = t.clamp_(0, 1).unsqueeze(0)
-    h, w = img.shape[:2]
-    ph, pw = (-h) % PAD, (-w) % PAD
-    return F.pad(t, (0, pw, 0, ph), mode="replicate") if (ph or pw) else t
-
-
-def from_tensor(t: torch.Tensor, size: tuple[int, int], dtype=np.uint8, lo: int = 0, hi: int = 255) -> np.ndarray:
-    """Inverse of :func:`to_tensor`: crops the padding and rounds to the integer type."""
-    t = t[0, :, : size[0], : size[1]].clamp(0, 1) * float(hi - lo) + lo
-    a = t.round().to(torch.int32).cpu().numpy()
-    a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
-    return np.ascontiguousarray(a.astype(dtype))
-
-
-def padded(size: tuple[int, int]) -> tuple[int, int]:
-    return (size[0] + (-size[0]) % PAD, size[1] + (-size[1]) % PAD)
-
-
 def _thermal_format(th: np.ndarray, requested: str | None) -> str:
     if requested:
         want16 = requested in SIXTEEN_BIT
@@ -123,19 +100,28 @@ class _Modalities:
 class StreamEncoder:
     """Codes frame pairs into packets.
 
+    ``reference_codec`` picks how the reference modality is coded: ``learned`` (the model's own
+    reference codec: the fully learned profile) or ``h264`` / ``h265`` (the hybrid profile, with
+    ``encoder`` auto|software|nvenc; see :mod:`.reference`). The dependent modality is always
+    coded by the model, given the decoded reference.
+
     A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
     input size or pixel format changes, and when capture stamps (``stamp_ns`` of :meth:`encode`)
     jump forward by more than ``max_gap_ns`` or go backwards: after such a gap the previous frame
-    is a poor (or wrong) temporal reference.
+    is a poor (or wrong) temporal reference. Both layers' key frames coincide.
     """
 
     def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None,
-                 max_gap_ns: int = 1_000_000_000):
+                 max_gap_ns: int = 1_000_000_000, reference_codec: str = "learned", encoder: str = "auto"):
         if not 1 <= quality <= model.levels:
             raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
         if gop < 1:
             raise ValueError(f"gop must be >= 1, got {gop}")
+        if reference_codec not in REFERENCE_CODECS:
+            raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
         self.model, self.quality, self.gop = model, quality, gop
+        self.reference_codec = reference_codec
+        self.reference = make_reference(model.net, reference_codec, encoder)
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
         self._mod = _Modalities(model)
         self._level = torch.tensor([quality - 1], device=model.device)
@@ -154,14 +140,12 @@ class StreamEncoder:
         """The encoder's own reconstruction of the last pair (its temporal context)."""
         return self._prev
 
+    @property
+    def profile(self) -> str:
+        return PROFILES[self.reference_codec]
+
     def request_key_frame(self) -> None:
         self._force_key = True
-
-    def set_quality(self, quality: int) -> None:
-        if not 1 <= quality <= self.model.levels:
-            raise ValueError(f"quality must be 1..{self.model.levels}, got {quality}")
-        self.quality = quality
-        self._level = torch.tensor([quality - 1], device=self.model.device)
 
     def _thermal_range(self, th: np.ndarray, fmt: str, key: bool) -> tuple[int, int]:
         if fmt not in SIXTEEN_BIT:
@@ -186,29 +170,33 @@ class StreamEncoder:
         if rgb_format not in ("rgb8", "bgr8"):
             raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
         tfmt = _thermal_format(thermal, thermal_format)
+        ref_img, _ = self._mod.split(rgb, thermal)
+        if self.reference_codec != "learned" and ref_img.dtype != np.uint8:
+            raise InputError(f"the {self.reference_codec} reference layer codes 8-bit frames; "
+                             f"use reference_codec learned for {tfmt} thermal as the reference")
         signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
         key = (force_key or self._force_key or self._prev is None or self._since_key >= self.gop
                or signature != self._signature)
         lo, hi = self._thermal_range(thermal, tfmt, key)
         dev = self.model.device
-        r = to_tensor(rgb, dev)
-        t = to_tensor(thermal, dev, lo, hi)
-        ref, dep = self._mod.split(r, t)
-        net = self.model.net
+        ref, dep = self._mod.split(to_tensor(rgb, dev), to_tensor(thermal, dev, lo, hi))
+        net, level = self.model.net, self._level
         with codec_threads(dev):
+            cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality)
             if key:
-                sections, digests, dec = net.compress_key(ref, dep, self._level)
+                d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
             else:
-                sections, digests, dec = net.compress_predicted(ref, dep, self._prev, self._level)
+                d_str, d_dig, dep_hat = net.compress_dep_predicted(cr.x_hat, dep, self._prev.dep, level)
         header = PacketHeader(
             frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
             quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
             model_hash=self.model.hash8, model_id=self.model.model_id,
             rgb_size=rgb.shape[:2], rgb_format=rgb_format, thermal_size=thermal.shape[:2],
-            thermal_format=tfmt, thermal_range=(lo, hi), index_digests=digests,
+            thermal_format=tfmt, thermal_range=(lo, hi), index_digests=(cr.digest, d_dig),
+            reference_codec=self.reference_codec, reference_qp=cr.qp,
         )
-        packet = write_packet(header, sections)
-        self._prev, self._signature, self._range = dec, signature, (lo, hi)
+        packet = write_packet(header, [*cr.sections, *d_str])
+        self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat), signature, (lo, hi)
         self._since_key = 1 if key else self._since_key + 1
         self._force_key = False
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
@@ -217,9 +205,12 @@ class StreamEncoder:
 
 
 class StreamDecoder:
+    """Decodes packets of either profile (the reference codec is read from each packet)."""
+
     def __init__(self, model: LoadedModel, limits: Limits = Limits()):
         self.model, self.limits = model, limits
         self._mod = _Modalities(model)
+        self._references: dict[str, object] = {}
         self._prev: Decoded | None = None
         self._last: PacketHeader | None = None
         self.dropped = 0        # predicted frames received but not output (their reference is missing)
@@ -232,6 +223,13 @@ class StreamDecoder:
 
     def reset(self) -> None:
         self._prev = self._last = None
+        for r in self._references.values():
+            r.reset()
+
+    def _reference(self, codec: str):
+        if codec not in self._references:
+            self._references[codec] = make_reference(self.model.net, codec)
+        return self._references[codec]
 
     def _check_model(self, h: PacketHeader) -> None:
         if h.model_hash != self.model.hash8 or h.direction != self.model.direction:
@@ -244,7 +242,7 @@ class StreamDecoder:
         return (last is not None and h.stream_id == last.stream_id
                 and h.frame_index == (last.frame_index + 1) & 0xFFFFFFFF
                 and h.rgb_size == last.rgb_size and h.thermal_size == last.thermal_size
-                and h.thermal_range == last.thermal_range)
+                and h.thermal_range == last.thermal_range and h.reference_codec == last.reference_codec)
 
     @torch.inference_mode()
     def decode(self, packet: bytes) -> DecodedPair | None:
@@ -256,9 +254,6 @@ class StreamDecoder:
         try:
             h, sections = read_packet(packet, self.limits)
             self._check_model(h)
-            expected = 5 if h.frame_type == FRAME_KEY else 4
-            if len(sections) != expected:
-                raise CorruptPacket(f"{h.frame_type_name} frame has {len(sections)} sections, expected {expected}")
         except PacketError:
             self.reset()
             raise
@@ -266,27 +261,37 @@ class StreamDecoder:
             gap = (h.frame_index - self._last.frame_index - 1) & 0xFFFFFFFF
             if 0 < gap < 1 << 16:
                 self.lost += gap
-        net, dev = self.model.net, self.model.device
-        level = torch.tensor([h.quality - 1], device=dev)
-        ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
-        ref_pad, dep_pad = padded(ref_size), padded(dep_size)
-        if h.frame_type == FRAME_PREDICTED and (not self._follows(h) or self._prev is None):
+        key = h.frame_type == FRAME_KEY
+        if not key and (not self._follows(h) or self._prev is None):
             self.dropped += 1
             self.reset()
             return None
         if not 1 <= h.quality <= self.model.levels:
             self.reset()
             raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
+        net, dev = self.model.net, self.model.device
+        level = torch.tensor([h.quality - 1], device=dev)
+        ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
+        n_ref = sum(role == "ref" for role, _ in h.layout)
         try:
             with codec_threads(dev):
-                if h.frame_type == FRAME_KEY:
-                    dec = net.decompress_key(sections, ref_pad, dep_pad, level, h.index_digests)
+                cr = self._reference(h.reference_codec).decode(
+                    sections[:n_ref], ref_size, padded(ref_size), key, None if key else self._prev.ref,
+                    level, h.index_digests[0], h.reference_qp)
+                dep_sections, dep_pad = sections[n_ref:], padded(dep_size)
+                if key:
+                    dep_hat = net.decompress_dep_key(dep_sections, cr.x_hat, cr.stages, dep_pad, level,
+                                                     h.index_digests[1])
                 else:
-                    dec = net.decompress_predicted(sections, ref_pad, dep_pad, self._prev, level,
-                                                   h.index_digests)
-        except ModelEntropyMismatch as exc:
+                    dep_hat = net.decompress_dep_predicted(dep_sections, cr.x_hat, self._prev.dep, dep_pad,
+                                                           level, h.index_digests[1])
+        except EntropyMismatch:
             self.reset()
-            raise EntropyMismatch(str(exc)) from None
+            raise
+        except VideoCodecError as exc:
+            self.reset()
+            raise CorruptPacket(str(exc)) from None
+        dec = Decoded(cr.x_hat, dep_hat)
         self._prev, self._last = dec, h
         self.decoded += 1
         rgb_t, th_t = self._mod.join(dec.ref, dec.dep)

@@ -1,0 +1,120 @@
+"""The reference layer: how the reference modality of a pair is coded.
+
+Lu et al. (CVPR 2022) code the reference modality with any single-modality codec and put the
+cross-modal machinery in the dependent codec. Two kinds of reference coder share one interface:
+
+* :class:`LearnedReference` - this model's own reference codec (the fully learned profile);
+* :class:`VideoReference` - H.264 or H.265 through libavcodec (the hybrid profile): one Annex B
+  access unit per frame, key frames aligned with the dependent codec's GOP. The picture that
+  conditions the dependent codec is libavcodec's decode of the exact bytes sent, at the encoder as
+  at the decoder, converted to RGB in integer arithmetic, so both ends hold identical references.
+
+``encode`` and ``decode`` return a :class:`CodedReference` whose ``x_hat`` is the padded float
+image the dependent codec takes, and ``stages`` the decoder-stage features its key-frame spatial
+alignment attends to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .imaging import to_tensor
+from .multimodal import MultiModalCodec
+from .packet import REFERENCE_CODECS
+from .videocodec import CODECS, LowDelayEncoder, VideoDecoder
+
+# quality level (1 = smallest stream) -> QP of the standard codec, from level 1 to the top level;
+# the same knob moves the dependent codec's level (its lambda) one for one.
+QP_FIRST, QP_LAST = 37, 22
+
+
+def reference_qp(level: int, levels: int) -> int:
+    """QP of the standard reference codec at quality ``level`` (1..levels)."""
+    if levels <= 1:
+        return QP_LAST
+    return round(QP_FIRST + (QP_LAST - QP_FIRST) * (level - 1) / (levels - 1))
+
+
+@dataclass
+class CodedReference:
+    sections: list[bytes]
+    digest: int
+    x_hat: torch.Tensor                 # (1, C, H', W') in [0, 1], padded like the input
+    stages: list[torch.Tensor] | None   # decoder-stage features (key frames only)
+    qp: int = 0
+
+
+class LearnedReference:
+    """The model's learned reference codec (sections: y, z)."""
+
+    codec = "learned"
+
+    def __init__(self, net: MultiModalCodec):
+        self.net = net
+
+    def reset(self) -> None:
+        pass
+
+    def encode(self, image: np.ndarray, x: torch.Tensor, key: bool, prev_ref, level: torch.Tensor,
+               quality: int, qp: int | None = None) -> CodedReference:
+        sections, digest, x_hat, stages = self.net.compress_ref(x, level, None if key else prev_ref)
+        return CodedReference(sections, digest, x_hat, stages)
+
+    def decode(self, sections, size, padded_size, key: bool, prev_ref, level: torch.Tensor,
+               digest: int | None, qp: int) -> CodedReference:
+        x_hat, stages = self.net.decompress_ref(sections, padded_size, level, digest,
+                                                None if key else prev_ref)
+        return CodedReference(list(sections), digest or 0, x_hat, stages)
+
+
+class VideoReference:
+    """H.264 / H.265 reference (one section: an Annex B access unit)."""
+
+    def __init__(self, net: MultiModalCodec, codec: str, encoder: str = "auto"):
+        self.net, self.codec, self.encoder_choice = net, codec, encoder
+        self.channels = 3 if net.ref_name == "rgb" else 1
+        self._enc: LowDelayEncoder | None = None
+        self._dec = VideoDecoder(codec)   # the encoder's own decoder: the reference the receiver gets
+
+    @property
+    def encoder_name(self) -> str | None:
+        return self._enc.name if self._enc is not None else None
+
+    def reset(self) -> None:
+        self._dec.reset()
+
+    def _picture(self, data: bytes, size, key: bool, level):
+        if key:
+            self._dec.reset()   # every key frame starts a fresh decoder: nothing carries over
+        img = self._dec.decode(data, size, self.channels)
+        x_hat = to_tensor(img, level.device)
+        stages = self.net.reference_stages(x_hat, level) if key else None
+        return img, x_hat, stages
+
+    def encode(self, image: np.ndarray, x: torch.Tensor, key: bool, prev_ref, level: torch.Tensor,
+               quality: int, qp: int | None = None) -> CodedReference:
+        if image.dtype != np.uint8:
+            raise ValueError(f"the {self.codec} reference layer codes 8-bit frames, got {image.dtype}")
+        if self._enc is None:
+            self._enc = LowDelayEncoder(self.codec, self.encoder_choice)
+        qp = reference_qp(quality, self.net.levels) if qp is None else qp
+        data = self._enc.encode(image, qp, key)
+        _, x_hat, stages = self._picture(data, image.shape[:2], key, level)
+        return CodedReference([data], 0, x_hat, stages, qp)
+
+    def decode(self, sections, size, padded_size, key: bool, prev_ref, level: torch.Tensor,
+               digest: int | None, qp: int) -> CodedReference:
+        _, x_hat, stages = self._picture(sections[0], size, key, level)
+        return CodedReference(list(sections[:1]), 0, x_hat, stages, qp)
+
+
+def make_reference(net: MultiModalCodec, codec: str, encoder: str = "auto"):
+    """The reference coder for a packet's or a user's ``reference_codec``."""
+    if codec == "learned":
+        return LearnedReference(net)
+    if codec in CODECS:
+        return VideoReference(net, codec, encoder)
+    raise ValueError(f"unknown reference codec {codec!r}; use one of {sorted(REFERENCE_CODECS)}")
