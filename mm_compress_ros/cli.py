@@ -12,9 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-
-class CliError(Exception):
-    pass
+from .errors import CliError
 
 
 def _expected_errors():
@@ -156,6 +154,7 @@ def cmd_train(args) -> None:
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
                       still_every=args.still_every, downscale=args.downscale, seed=args.seed,
+                      reference_codecs=tuple(args.reference_codec.split(",")),
                       threads=args.threads, save_every=args.save_every, log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
@@ -242,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blank-reference", action="store_true",
                    help="stage dep: replace the reference modality by a constant image (trains the "
                         "single-modality baseline that isolates the cross-modal gain)")
+    p.add_argument("--reference-codec", default="learned", metavar="LIST",
+                   help="stages dep, video: comma-separated reference codecs cycled step by step "
+                        "(learned, h264, h265); h264/h265 train the dependent codec on libavcodec's "
+                        "decode of the reference at each level's QP, as the hybrid profile codes it")
     p.add_argument("--still-every", type=int, default=4,
                    help="stages ref, dep, all: every n-th step also codes a batch of still pairs as key "
                         "frames (1: every step; the stills carry more fine texture than the lossy "
@@ -298,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m mm_compress_ros.cli`: run the imported module's main, so that the error classes
-    # other modules raise (mm_compress_ros.cli.CliError) are the ones it catches
-    from mm_compress_ros.cli import main as _main
-
-    sys.exit(_main())
+    # `python -m mm_compress_ros.cli`: every error class comes from another module (CliError from
+    # mm_compress_ros.errors), so this copy of the module catches what the others raise
+    sys.exit(main())

@@ -93,24 +93,27 @@ class MultiModalCodec(nn.Module):
     # -- training ---------------------------------------------------------------------------
     def forward_key(self, ref, dep, level):
         r = self.ref_intra(ref, level)
-        f_ref = self._ref_feature(r["x_hat"], dep.shape[-2:])
+        d = self.forward_dep_key(r["x_hat"], r["stages"], dep, level)
+        return {"ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
+                "likelihoods": {"ref": r["likelihoods"], "dep": d["likelihoods"]}}
+
+    def forward_dep_key(self, ref_hat, stages, dep, level):
+        """The dependent key-frame codec given a decoded reference (from any reference coder)."""
+        f_ref = self._ref_feature(ref_hat, dep.shape[-2:])
         coef = self.align.coefficients(f_ref, self.align_cur(dep))
         coef_hat, coef_lik = self.align_coder(coef)
         aligned = self.align.align_features(f_ref, coef_hat)
-        d = self.dep_intra(dep, level, ctx=aligned, ref_stages=r["stages"])
-        return {
-            "ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
-            "likelihoods": {"ref": r["likelihoods"], "dep": {**d["likelihoods"], "align": coef_lik}},
-        }
+        d = self.dep_intra(dep, level, ctx=aligned, ref_stages=stages)
+        return {"x_hat": d["x_hat"], "likelihoods": {**d["likelihoods"], "align": coef_lik}}
 
     def forward_predicted(self, ref, dep, prev: Decoded, level):
         r = self.ref_inter(ref, level, ctx=self.ref_temporal(prev.ref), base=prev.ref)
-        ctx = self._dep_inter_ctx(prev.dep, r["x_hat"])
-        d = self.dep_inter(dep, level, ctx=ctx, base=prev.dep)
-        return {
-            "ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
-            "likelihoods": {"ref": r["likelihoods"], "dep": d["likelihoods"]},
-        }
+        d = self.forward_dep_predicted(r["x_hat"], dep, prev.dep, level)
+        return {"ref_hat": r["x_hat"], "dep_hat": d["x_hat"],
+                "likelihoods": {"ref": r["likelihoods"], "dep": d["likelihoods"]}}
+
+    def forward_dep_predicted(self, ref_hat, dep, dep_prev, level):
+        return self.dep_inter(dep, level, ctx=self._dep_inter_ctx(dep_prev, ref_hat), base=dep_prev)
 
     # -- real bitstreams --------------------------------------------------------------------
     # Each compress_* returns (sections, digests, Decoded); digests = (reference, dependent) index

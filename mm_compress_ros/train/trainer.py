@@ -51,6 +51,9 @@ class TrainConfig:
     still_every: int = 4         # every n-th step also trains key frames on still pairs
     chain: int = 1               # predicted frames after each key frame in one training sample
     downscale: float = 1.0       # crops come from windows up to 1/downscale larger, shrunk (1 = off)
+    # stages dep, video: how the reference the dependent codec sees is coded, cycled step by step
+    # ("learned": this model's reference codec; "h264"/"h265": decoded by libavcodec at the level's QP)
+    reference_codecs: tuple = ("learned",)
     seed: int = 0
     threads: int = 0             # torch threads (0 = torch default)
     log_every: int = 50
@@ -73,7 +76,8 @@ def _to_tensor(batch: np.ndarray, device) -> torch.Tensor:
 def _rd_terms(x: torch.Tensor, x_hat: torch.Tensor, likelihoods: dict, lam: torch.Tensor):
     """Per-sample rate (bpp of this image) and lambda-weighted distortion."""
     n_px = x.shape[-2] * x.shape[-1]
-    bits = sum((-torch.log2(l)).flatten(1).sum(1) for l in likelihoods.values())
+    bits = sum(((-torch.log2(l)).flatten(1).sum(1) for l in likelihoods.values()),
+               torch.zeros(x.shape[0], device=x.device))
     mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
     return bits / n_px, lam * 255.0 ** 2 * mse, mse
 
@@ -93,6 +97,11 @@ class Trainer:
             raise ValueError(f"--still-every must be >= 1, got {cfg.still_every}")
         if cfg.blank_reference and cfg.stage != "dep":
             raise ValueError("a blank reference (single-modality baseline) trains stage 'dep' only")
+        bad = [c for c in cfg.reference_codecs if c not in ("learned", "h264", "h265")]
+        if bad or not cfg.reference_codecs:
+            raise ValueError(f"unknown reference codec(s) {bad}; use learned, h264, h265")
+        if any(c != "learned" for c in cfg.reference_codecs) and cfg.stage not in ("dep", "video"):
+            raise ValueError("standard-codec references train stages dep and video only")
         if cfg.stage in ("video", "all") and not data.sequences:
             raise ValueError(f"stage {cfg.stage!r} needs sequences or paired videos in the data")
         if cfg.threads:
@@ -189,6 +198,15 @@ class Trainer:
             r_bpp, r_d, r_mse = _rd_terms(ref, r["x_hat"], r["likelihoods"], lam)
             stats = {"key_ref_bpp": r_bpp.mean().item(), "key_ref_psnr": _psnr(r_mse)}
             return (r_bpp + r_d).mean(), {"ref_hat": r["x_hat"]}, stats
+        if self._video_codec() is not None:  # the reference as the hybrid profile's decoder gets it
+            with torch.no_grad():
+                ref_hat = self._video_refs([ref], level)[0]
+                stages = self.model.reference_stages(ref_hat, level)
+            d = self.model.forward_dep_key(ref_hat, stages, dep, level)
+            d_bpp, d_d, d_mse = _rd_terms(dep, d["x_hat"], d["likelihoods"], lam)
+            stats = {"key_dep_bpp": d_bpp.mean().item(), "key_dep_psnr": _psnr(d_mse),
+                     "key_ref_psnr": _psnr(F.mse_loss(ref_hat, ref, reduction="none").flatten(1).mean(1))}
+            return (d_bpp + d_d).mean(), {"ref_hat": ref_hat, "dep_hat": d["x_hat"]}, stats
         out = self.model.forward_key(ref, dep, level)
         r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
         d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
@@ -201,6 +219,30 @@ class Trainer:
         else:
             loss = (r_bpp + r_d + d_bpp + d_d).mean()
         return loss, out, stats
+
+    def _video_codec(self) -> str | None:
+        """The standard codec that codes this step's references (None: the learned one)."""
+        c = self.cfg.reference_codecs[self.step % len(self.cfg.reference_codecs)]
+        return None if c == "learned" else c
+
+    def _video_refs(self, frames: list[torch.Tensor], level: torch.Tensor) -> list[torch.Tensor]:
+        """Codes each sample's frames (a key frame, then predicted ones) as one low-delay stream at
+        its level's QP and returns libavcodec's decoded pictures, as the hybrid profile does."""
+        from ..codec.reference import reference_qp
+        from ..codec.videocodec import LowDelayEncoder, VideoDecoder
+
+        codec, levels = self._video_codec(), self.cfg.model.levels
+        out = [torch.empty_like(f) for f in frames]
+        for b in range(frames[0].shape[0]):
+            enc, dec = LowDelayEncoder(codec, "software"), VideoDecoder(codec)
+            qp = reference_qp(int(level[b]) + 1, levels)
+            for k, f in enumerate(frames):
+                img = (f[b] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+                img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+                pic = dec.decode(enc.encode(img, qp, k == 0), img.shape[:2], f.shape[1])
+                t = torch.from_numpy(pic).float().div_(255)
+                out[k][b] = (t[None] if t.ndim == 2 else t.permute(2, 0, 1)).to(f.device)
+        return out
 
     def learning_rate(self) -> float:
         """Linear warm-up over ``warmup`` steps of this run (fresh Adam moments on pretrained
@@ -229,10 +271,19 @@ class Trainer:
             clip = [(frames[2 * k], frames[2 * k + 1]) for k in range(1, 1 + cfg.chain)]
         else:
             rp, tp = (_to_tensor(a, dev) for a in self.sampler.stills(b))
+        video_refs = None
+        if self._video_codec() is not None and clip and cfg.stage in ("video", "all"):
+            refs = [(r if self.model.ref_name == "rgb" else t) for r, t in [(rp, tp), *clip]]
+            video_refs = self._video_refs(refs, level)
         if cfg.stage == "video":
             with torch.no_grad():
                 ref, dep = (rp, tp) if self.model.ref_name == "rgb" else (tp, rp)
-                key = self.model.forward_key(ref, dep, level)
+                if video_refs is not None:
+                    ref_hat = video_refs[0]
+                    d = self.model.forward_dep_key(ref_hat, self.model.reference_stages(ref_hat, level), dep, level)
+                    key = {"ref_hat": ref_hat, "dep_hat": d["x_hat"]}
+                else:
+                    key = self.model.forward_key(ref, dep, level)
             loss = torch.zeros((), device=dev)
         else:
             loss, key, s = self._loss_key(rp, tp, level, lam)
@@ -243,10 +294,15 @@ class Trainer:
             prev = Decoded(key["ref_hat"].detach().clamp(0, 1), key["dep_hat"].detach().clamp(0, 1))
             for k, (rc, tc) in enumerate(clip, start=1):
                 ref, dep = (rc, tc) if self.model.ref_name == "rgb" else (tc, rc)
-                out = self.model.forward_predicted(ref, dep, prev, level)
+                if video_refs is not None:  # the standard codec's picture; only the dependent codec learns
+                    d = self.model.forward_dep_predicted(video_refs[k], dep, prev.dep, level)
+                    out = {"ref_hat": video_refs[k], "dep_hat": d["x_hat"],
+                           "likelihoods": {"ref": {}, "dep": d["likelihoods"]}}
+                else:
+                    out = self.model.forward_predicted(ref, dep, prev, level)
                 r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
                 d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
-                loss = loss + (r_bpp + r_d + d_bpp + d_d).mean()
+                loss = loss + ((d_bpp + d_d) if video_refs is not None else (r_bpp + r_d + d_bpp + d_d)).mean()
                 tag = "p" if k == 1 else f"p{k}"
                 stats.update({f"{tag}_ref_bpp": r_bpp.mean().item(), f"{tag}_dep_bpp": d_bpp.mean().item(),
                               f"{tag}_ref_psnr": _psnr(r_mse), f"{tag}_dep_psnr": _psnr(d_mse)})
