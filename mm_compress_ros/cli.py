@@ -18,10 +18,11 @@ from .errors import CliError
 def _expected_errors():
     from .codec.packet import PacketError
     from .codec.stream import InputError
+    from .codec.videocodec import VideoCodecError
     from .codec.zoo import ModelError
     from .io.frames import FrameSourceError
 
-    return (PacketError, InputError, ModelError, FrameSourceError, CliError, FileNotFoundError,
+    return (PacketError, InputError, ModelError, FrameSourceError, VideoCodecError, CliError, FileNotFoundError,
             IsADirectoryError, PermissionError)
 
 
@@ -41,7 +42,8 @@ def cmd_encode(args) -> None:
     from .io.frames import count_frames, iter_pairs
 
     model = _load(args)
-    enc = StreamEncoder(model, quality=args.quality, gop=args.gop)
+    enc = StreamEncoder(model, quality=args.quality, gop=args.gop, reference_codec=args.reference_codec,
+                        encoder=args.encoder)
     n = count_frames(args.rgb)
     if args.frames:
         n = min(n, args.frames)
@@ -58,11 +60,25 @@ def cmd_encode(args) -> None:
             pkt = enc.encode(rgb, th)
             f.write(pkt)
             total += len(pkt)
+            if args.recon:
+                _write_pair(Path(args.recon), i, enc.last_pair())
     tmp.replace(out)
     dt = time.perf_counter() - t0
     print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
                       "seconds": round(dt, 2), "model": model.name, "direction": model.direction,
-                      "quality": args.quality, "gop": args.gop}))
+                      "quality": args.quality, "gop": args.gop, "profile": enc.profile,
+                      "reference_codec": args.reference_codec,
+                      "reference_encoder": getattr(enc.reference, "encoder_name", None)}))
+
+
+def _write_pair(out: Path, n: int, pair) -> None:
+    """DIR/rgb/NNNN.png and DIR/thermal/NNNN.png (16-bit thermal stays 16-bit)."""
+    from .io.frames import write_rgb, write_thermal
+
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    (out / "thermal").mkdir(parents=True, exist_ok=True)
+    write_rgb(out / "rgb" / f"{n:04d}.png", pair.rgb[..., ::-1] if pair.rgb_format == "bgr8" else pair.rgb)
+    write_thermal(out / "thermal" / f"{n:04d}.png", pair.thermal)
 
 
 def cmd_decode(args) -> None:
@@ -70,7 +86,6 @@ def cmd_decode(args) -> None:
 
     from .codec.packet import iter_stream
     from .codec.stream import StreamDecoder
-    from .io.frames import write_rgb, write_thermal
 
     path = Path(args.file)
     if not path.is_file():
@@ -86,9 +101,7 @@ def cmd_decode(args) -> None:
             pair = dec.decode(pkt)
             if pair is None:
                 continue
-            rgb = pair.rgb[..., ::-1] if pair.rgb_format == "bgr8" else pair.rgb
-            write_rgb(out / "rgb" / f"{n:04d}.png", rgb)
-            write_thermal(out / "thermal" / f"{n:04d}.png", pair.thermal)
+            _write_pair(out, n, pair)
             n += 1
     print(json.dumps({"out": str(out), "frames": n, "dropped": dec.dropped}))
 
@@ -103,16 +116,21 @@ def cmd_info(args) -> None:
     with open(path, "rb") as f:
         for pkt in iter_stream(f):
             h, sections = read_packet(pkt)
+            split = h.modality_bytes()
             frames.append({"index": h.frame_index, "type": h.frame_type_name, "bytes": len(pkt),
-                           "sections": h.section_lengths})
+                           "rgb_bytes": split["rgb"], "thermal_bytes": split["thermal"],
+                           "sections": dict(zip((f"{r}_{n}" for r, n in h.layout), h.section_lengths))})
     if not frames:
         raise CliError(f"{path} holds no packets")
     h0 = read_packet(open(path, "rb").read(frames[0]["bytes"]))[0]
     print(json.dumps({
         "file": str(path), "model": h0.model_id, "weights": h0.model_hash.hex(), "direction": h0.direction,
-        "quality": h0.quality, "rgb": {"width": h0.rgb_size[1], "height": h0.rgb_size[0], "format": h0.rgb_format},
+        "quality": h0.quality, "profile": h0.profile, "reference_codec": h0.reference_codec,
+        "rgb": {"width": h0.rgb_size[1], "height": h0.rgb_size[0], "format": h0.rgb_format},
         "thermal": {"width": h0.thermal_size[1], "height": h0.thermal_size[0], "format": h0.thermal_format},
         "frames": frames, "total_bytes": sum(fr["bytes"] for fr in frames),
+        "rgb_bytes": sum(fr["rgb_bytes"] for fr in frames),
+        "thermal_bytes": sum(fr["thermal_bytes"] for fr in frames),
         "key_frames": sum(fr["type"] == "key" for fr in frames),
     }, indent=1 if args.pretty else None))
 
@@ -121,6 +139,9 @@ def cmd_models(args) -> None:
     from .codec.zoo import list_models
 
     models = list_models()
+    for m in models:
+        if m.get("reference_input") != "blank":
+            m["profiles"] = {c: t for c, t in _profiles(m["config"]["levels"])}
     if args.json:
         print(json.dumps(models, indent=1))
         return
@@ -131,6 +152,20 @@ def cmd_models(args) -> None:
         kind = "  [evaluation baseline: dependent modality alone]" if m.get("reference_input") == "blank" else ""
         print(f"{m['name']:<12} {m['config']['direction']:<18} quality 1..{levels}  "
               f"{m['file_bytes'] / 1e6:.1f} MB  {m.get('summary', '')}{kind}")
+        if not kind:
+            for codec, text in _profiles(levels):
+                print(f"    --reference-codec {codec:<8} {text}")
+
+
+def _profiles(levels: int) -> list[tuple[str, str]]:
+    """The profiles a streaming model offers (`mm-compress models`)."""
+    from .codec.reference import DEFAULT_REFERENCE_CODEC, reference_qp
+
+    qps = f"QP {reference_qp(1, levels)}..{reference_qp(levels, levels)}"
+    rows = [("h264", f"hybrid: RGB as H.264 ({qps}), thermal learned given it"),
+            ("h265", f"hybrid: RGB as H.265 ({qps}), thermal learned given it"),
+            ("learned", "fully learned: both modalities by the model")]
+    return [(c, t + ("  (default)" if c == DEFAULT_REFERENCE_CODEC else "")) for c, t in rows]
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -193,6 +228,20 @@ def _model_args(p):
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
 
 
+def reference_args(p) -> None:
+    """--reference-codec and --encoder (encode, bag encode)."""
+    from .codec.packet import REFERENCE_CODECS
+    from .codec.reference import DEFAULT_REFERENCE_CODEC
+    from .codec.videocodec import ENCODERS
+
+    p.add_argument("--reference-codec", default=DEFAULT_REFERENCE_CODEC, choices=list(REFERENCE_CODECS),
+                   help="how the reference modality (RGB) is coded: h264/h265 (hybrid profile: a standard "
+                        "low-delay stream any player decodes) or learned (fully learned profile); "
+                        f"default {DEFAULT_REFERENCE_CODEC}")
+    p.add_argument("--encoder", default="auto", choices=list(ENCODERS),
+                   help="h264/h265 encoder: auto (NVENC when present, else libx264/libx265), software, nvenc")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mm-compress", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -204,8 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=3, help="1 = smallest stream (default 3)")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
     p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
+    p.add_argument("--recon", metavar="DIR", help="also write the encoder's own reconstruction (what a decoder "
+                                                  "outputs) as DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
     p.add_argument("--quiet", action="store_true")
     _model_args(p)
+    reference_args(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="stream file -> DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")

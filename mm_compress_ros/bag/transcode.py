@@ -55,16 +55,17 @@ class EncodeStats:
 
 def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int = 3, gop: int = 10,
                storage: str = "mcap", encoded_topic: str = DEFAULT_ENCODED_TOPIC,
-               slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False) -> dict:
+               slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False,
+               reference_codec: str = "learned", encoder: str = "auto") -> dict:
     """Raw-image bag ``inp`` -> compressed bag ``out``. ``model`` is a loaded model
-    (:func:`mm_compress_ros.codec.zoo.load_model`)."""
+    (:func:`mm_compress_ros.codec.zoo.load_model`); ``reference_codec`` picks the profile."""
     from ..codec.stream import StreamEncoder
 
     if rgb_topic == thermal_topic:
         raise BagError("--rgb-topic and --thermal-topic must differ")
     store = typestore()
     EncodedFrame = store.types[ENCODED_FRAME]
-    enc = StreamEncoder(model, quality=quality, gop=gop)
+    enc = StreamEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder)
     st = EncodeStats()
     t0 = time.perf_counter()
     reader = open_reader(inp)
@@ -81,7 +82,8 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
             for k, v in (("rgb_topic", rgb_topic), ("thermal_topic", thermal_topic),
                          ("encoded_topic", encoded_topic), ("model", model.model_id),
                          ("direction", model.direction), ("weights_sha256", model.sha256),
-                         ("quality", quality), ("gop", gop), ("source_bag", Path(inp).name)):
+                         ("quality", quality), ("gop", gop), ("reference_codec", reference_codec),
+                         ("source_bag", Path(inp).name)):
                 w.set_custom(META + k, v)
             bar = _progress(reader.message_count, "bag encode", quiet)
             for conn, ts, raw in iter_messages(reader, path=inp):
@@ -142,7 +144,7 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
             "encoded_bytes": st.encoded_bytes, "packet_bytes": st.packet_bytes,
             "ratio": round(st.raw_image_bytes / max(st.encoded_bytes, 1), 2),
             "model": model.model_id, "weights_sha256": model.sha256[:16], "quality": quality, "gop": gop,
-            "encoded_topic": encoded_topic, "storage": storage, "seconds": round(st.seconds, 2)}
+            "reference_codec": reference_codec, "encoded_topic": encoded_topic, "storage": storage, "seconds": round(st.seconds, 2)}
 
 
 # -- decode --------------------------------------------------------------------------------------
@@ -206,6 +208,17 @@ def output_encodings(msg, pair) -> tuple[str, str]:
     return rgb_enc, th_enc
 
 
+def decoded_image(store, msg, pair, modality: str):
+    """The decoded ``modality`` ("rgb" or "thermal") of ``pair`` as a sensor_msgs/Image with the
+    original header (RGB: the message header; thermal: thermal_stamp / thermal_frame_id) and
+    encoding (:func:`output_encodings`)."""
+    rgb_enc, th_enc = output_encodings(msg, pair)
+    if modality == "rgb":
+        rgb = from_rgb(to_rgb(pair.rgb, pair.rgb_format), rgb_enc)
+        return make_image(store, rgb, rgb_enc, msg.header.stamp, msg.header.frame_id)
+    return make_image(store, pair.thermal, th_enc, msg.thermal_stamp, msg.thermal_frame_id)
+
+
 class _BagSink:
     def __init__(self, w, reader, skip_ids, rgb_topic, thermal_topic):
         self.w = w
@@ -218,12 +231,8 @@ class _BagSink:
         self.w.write(self.copies[conn.id], ts, raw)
 
     def frame(self, ts, msg, pair, n):
-        s = self.store
-        rgb_enc, th_enc = output_encodings(msg, pair)
-        rgb = from_rgb(to_rgb(pair.rgb, pair.rgb_format), rgb_enc)
-        self.w.write_msg(self.rgb, ts, make_image(s, rgb, rgb_enc, msg.header.stamp, msg.header.frame_id))
-        self.w.write_msg(self.th, ts, make_image(s, pair.thermal, th_enc, msg.thermal_stamp,
-                                                 msg.thermal_frame_id))
+        self.w.write_msg(self.rgb, ts, decoded_image(self.store, msg, pair, "rgb"))
+        self.w.write_msg(self.th, ts, decoded_image(self.store, msg, pair, "thermal"))
 
 
 class _FramesSink:
@@ -342,17 +351,20 @@ class _VideoSink:
             self.container.close()
 
 
-def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic: str | None = None,
+def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None, encoded_topic: str | None = None,
                rgb_topic: str | None = None, thermal_topic: str | None = None, model: str | None = None,
                weights: str | None = None, device: str = "cpu", storage: str = "mcap",
                fps: float | None = None, video_codec: str = "auto", quiet: bool = False) -> dict:
     """Compressed bag -> exactly one of: a raw-image bag ``out_bag`` (sensor_msgs/Image in the
     original encodings, stamps and frame_ids, other topics copied through), PNG frames in
-    ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv) or a side-by-side ``video``."""
+    ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv), a side-by-side ``video`` or, for
+    a hybrid stream, a ``foxglove`` MCAP file (the reference layer as foxglove_msgs/msg/CompressedVideo
+    without re-encoding, the dependent modality as sensor_msgs/Image: mm_compress_ros.bag.foxglove)."""
     from ..codec.packet import EntropyMismatch, ModelMismatch, PacketError
 
-    if sum(x is not None for x in (out_bag, frames_dir, video)) != 1:
-        raise BagError("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
+    if sum(x is not None for x in (out_bag, frames_dir, video, foxglove)) != 1:
+        raise BagError("give exactly one output: OUT_BAG, --frames DIR, --video FILE.mp4 or --foxglove FILE.mcap")
+    copy_all = out_bag is not None or foxglove is not None  # outputs that copy the other topics
     store = typestore()
     t0 = time.perf_counter()
     reader = open_reader(inp)
@@ -370,19 +382,23 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
                                    "--rgb-topic / --thermal-topic")
         lazy = _Model(model, device, weights)
         stats = {"messages": 0, "decoded": 0, "key_frames": 0, "waiting": 0, "corrupt": 0, "lost": 0}
-        total = sum(c.msgcount for c in conns) if out_bag is None else reader.message_count
+        total = reader.message_count if copy_all else sum(c.msgcount for c in conns)
         ctx = bag_output(out_bag, storage) if out_bag is not None else \
-            staged_path(frames_dir if frames_dir is not None else video, is_dir=frames_dir is not None)
+            staged_path(next(x for x in (frames_dir, video, foxglove) if x is not None), is_dir=frames_dir is not None)
         with ctx as target:
             if out_bag is not None:
                 sink = _BagSink(target, reader, enc_ids, rgb_topic, thermal_topic)
+            elif foxglove is not None:
+                from .foxglove import FoxgloveSink
+
+                sink = FoxgloveSink(target, reader, conns, enc_ids, rgb_topic, thermal_topic, inp)
             elif frames_dir is not None:
                 sink = _FramesSink(target)
             else:
                 sink = _VideoSink(target, fps, video_codec)
             bar = _progress(total, "bag decode", quiet)
             last_seq = None
-            wanted = () if out_bag is not None else conns
+            wanted = () if copy_all else conns
             for conn, ts, raw in iter_messages(reader, wanted, path=inp):
                 bar.update(1)
                 if conn.id not in enc_ids:
@@ -420,13 +436,15 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, encoded_topic:
                                "(no key frame, or every packet corrupt)")
     finally:
         reader.close()
-    out = {"out": str(out_bag or frames_dir or video), "kind": "bag" if out_bag is not None else
-           "frames" if frames_dir is not None else "video",
+    out = {"out": str(out_bag or frames_dir or video or foxglove), "kind": "bag" if out_bag is not None else
+           "frames" if frames_dir is not None else "video" if video is not None else "foxglove",
            "encoded_topic": conns[0].topic, **stats, "seconds": round(time.perf_counter() - t0, 2)}
     if out_bag is not None:
         out.update(rgb_topic=rgb_topic, thermal_topic=thermal_topic, storage=storage)
     if video is not None:
         out.update(fps=round(sink.fps_used, 3), codec=sink.codec_used)
+    if foxglove is not None:
+        out.update(sink.summary())
     if lazy.decoder is not None:
         out.update(model=lazy.decoder.model.model_id, weights_sha256=lazy.decoder.model.sha256[:16])
     return out

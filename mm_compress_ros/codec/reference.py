@@ -29,6 +29,9 @@ from .videocodec import CODECS, LowDelayEncoder, VideoDecoder
 # quality level (1 = smallest stream) -> QP of the standard codec, from level 1 to the top level;
 # the same knob moves the dependent codec's level (its lambda) one for one.
 QP_FIRST, QP_LAST = 37, 22
+# the profile the command line, the nodes and `make demo` use unless told otherwise (the measured
+# winner on m3svd_seq, docs/results.md)
+DEFAULT_REFERENCE_CODEC = "h264"
 
 
 def reference_qp(level: int, levels: int) -> int:

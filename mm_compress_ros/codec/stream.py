@@ -144,6 +144,10 @@ class StreamEncoder:
     def profile(self) -> str:
         return PROFILES[self.reference_codec]
 
+    def last_pair(self) -> DecodedPair | None:
+        """The images a decoder outputs for the last packet (the encoder's own reconstruction)."""
+        return None if self._prev is None else _pair(self._mod, self._prev, self._header)
+
     def request_key_frame(self) -> None:
         self._force_key = True
 
@@ -196,6 +200,7 @@ class StreamEncoder:
             reference_codec=self.reference_codec, reference_qp=cr.qp,
         )
         packet = write_packet(header, [*cr.sections, *d_str])
+        self._header = header
         self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat), signature, (lo, hi)
         self._since_key = 1 if key else self._since_key + 1
         self._force_key = False
@@ -291,14 +296,17 @@ class StreamDecoder:
         except VideoCodecError as exc:
             self.reset()
             raise CorruptPacket(str(exc)) from None
-        dec = Decoded(cr.x_hat, dep_hat)
-        self._prev, self._last = dec, h
+        self._prev, self._last = Decoded(cr.x_hat, dep_hat), h
         self.decoded += 1
-        rgb_t, th_t = self._mod.join(dec.ref, dec.dep)
-        lo, hi = h.thermal_range
-        rgb = from_tensor(rgb_t, h.rgb_size)
-        if h.rgb_format == "bgr8":
-            rgb = np.ascontiguousarray(rgb[..., ::-1])
-        sixteen = h.thermal_format in SIXTEEN_BIT
-        th = from_tensor(th_t, h.thermal_size, np.uint16 if sixteen else np.uint8, lo, hi)
-        return DecodedPair(rgb, th, h.frame_type_name, h.frame_index, h.rgb_format, h.thermal_format, h)
+        return _pair(self._mod, self._prev, h)
+
+
+def _pair(mod: _Modalities, dec: Decoded, h: PacketHeader) -> DecodedPair:
+    """The images a decoder outputs for ``dec`` (sizes, formats and 16-bit range from ``h``)."""
+    rgb_t, th_t = mod.join(dec.ref, dec.dep)
+    rgb = from_tensor(rgb_t, h.rgb_size)
+    if h.rgb_format == "bgr8":
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
+    sixteen = h.thermal_format in SIXTEEN_BIT
+    th = from_tensor(th_t, h.thermal_size, np.uint16 if sixteen else np.uint8, *h.thermal_range)
+    return DecodedPair(rgb, th, h.frame_type_name, h.frame_index, h.rgb_format, h.thermal_format, h)

@@ -127,7 +127,7 @@ def _options(encoder: str, qp: int) -> dict:
                                ":transfer=smpte170m:range=tv:log=-1"}
     if encoder == "libx265":
         return {"preset": "superfast", "tune": "zerolatency", "qp": str(qp), "forced-idr": "1",
-                "x265-params": "repeat-headers=1:bframes=0:rc-lookahead=0:keyint=-1:scenecut=0:frame-threads=1"
+                "x265-params": "repeat-headers=1:bframes=0:rc-lookahead=0:keyint=-1:scenecut=0:open-gop=0:frame-threads=1"
                                ":colormatrix=smpte170m:colorprim=smpte170m:transfer=smpte170m:range=limited"
                                ":log-level=error"}
     # NVENC: constant QP, ultra-low-latency tuning, no B-frames, IDR on request, headers in band

@@ -82,11 +82,15 @@ class LatestSlot:
 class EncoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("encoder_node", **kwargs)
+        from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC
+
         p = self.declare_parameter
         self.model_name = p("model", "mmvc").value
         self.direction = p("direction", "thermal_given_rgb").value
         self.quality = int(p("quality", 3).value)
         self.gop = int(p("gop", 10).value)
+        self.reference_codec = p("reference_codec", DEFAULT_REFERENCE_CODEC).value
+        self.video_encoder = p("video_encoder", "auto").value
         self.device = p("device", "auto").value
         resize = list(p("resize", [0, 0]).value)
         self.sync_queue_size = int(p("sync_queue_size", 10).value)
@@ -117,9 +121,11 @@ class EncoderNode(Node):
 
         t0 = time.monotonic()
         self.model = load_model(self.model_name, direction=self.direction, device=self.device)
-        self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop)
+        self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop,
+                                     reference_codec=self.reference_codec, encoder=self.video_encoder)
         self.get_logger().info(
-            f"model {self.model_name} ({self.direction}) on {self.model.device}, quality {self.quality}, "
+            f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
+            f"{self.reference_codec} (profile {self.encoder.profile}), quality {self.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
 
         # Statistics (written by the worker and the callbacks, read by the timers).
