@@ -34,10 +34,10 @@ def cmd_bag_encode(args) -> None:
 def cmd_bag_decode(args) -> None:
     from .transcode import decode_bag
 
-    outs = [x for x in (args.out, args.frames, args.video) if x is not None]
+    outs = [x for x in (args.out, args.frames, args.video, args.foxglove) if x is not None]
     if len(outs) != 1:
-        raise BagError("give exactly one output: OUT_BAG, --frames DIR or --video FILE.mp4")
-    res = decode_bag(args.inp, out_bag=args.out, frames_dir=args.frames, video=args.video,
+        raise BagError("give exactly one output: OUT_BAG, --frames DIR, --video FILE.mp4 or --foxglove FILE.mcap")
+    res = decode_bag(args.inp, out_bag=args.out, frames_dir=args.frames, video=args.video, foxglove=args.foxglove,
                      encoded_topic=args.encoded_topic, rgb_topic=args.rgb_topic,
                      thermal_topic=args.thermal_topic, model=args.model, weights=args.weights,
                      device=args.device, storage=args.storage, fps=args.fps,
@@ -86,11 +86,15 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bag_encode)
 
-    p = bsub.add_parser("decode", help="compressed bag -> raw-image bag, PNG frames or a review video")
+    p = bsub.add_parser("decode", help="compressed bag -> raw-image bag, PNG frames, a review video or "
+                                       "a Foxglove MCAP (hybrid streams)")
     p.add_argument("inp", metavar="IN", help="bag with an mm_compress_ros/msg/EncodedFrame topic")
     p.add_argument("out", metavar="OUT_BAG", nargs="?", help="output bag folder (sensor_msgs/Image)")
     p.add_argument("--frames", metavar="DIR", help="write DIR/rgb/NNNN.png, DIR/thermal/NNNN.png, DIR/frames.csv")
     p.add_argument("--video", metavar="FILE.mp4", help="write a side-by-side RGB | thermal video")
+    p.add_argument("--foxglove", metavar="FILE.mcap",
+                   help="hybrid streams: write an MCAP file for Foxglove / Lichtblick, the reference layer as "
+                        "foxglove_msgs/msg/CompressedVideo (not re-encoded), the other modality as sensor_msgs/Image")
     p.add_argument("--encoded-topic", help="default: the bag's EncodedFrame topic")
     p.add_argument("--rgb-topic", help="decoded RGB topic (default: the one bag encode read, else /rgb/image)")
     p.add_argument("--thermal-topic", help="decoded thermal topic (default: as encoded, else /thermal/image)")

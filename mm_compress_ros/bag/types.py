@@ -20,6 +20,33 @@ from pathlib import Path
 PACKAGE = "mm_compress_ros"
 ENCODED_FRAME = "mm_compress_ros/msg/EncodedFrame"
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_VIDEO = "foxglove_msgs/msg/CompressedVideo"
+
+# foxglove_msgs/msg/CompressedVideo, carried here because foxglove_msgs is not installable from the
+# registries this project uses. Fields (names, types, order) as released in foxglove_msgs 3.x: the
+# package's ros2/CompressedVideo.msg in github.com/foxglove/foxglove-sdk (earlier
+# github.com/foxglove/schemas) and https://docs.foxglove.dev/docs/visualization/message-schemas/compressed-video.
+# The comments are shortened; the RIHS01 hash depends on the fields only, so it equals the one rosidl
+# generates for the upstream file (checked in test/test_foxglove.py).
+COMPRESSED_VIDEO_MSG = """\
+# foxglove_msgs/msg/CompressedVideo
+# A single frame of a compressed video bitstream (definition carried by mm_compress_ros)
+
+# Timestamp of the video frame
+builtin_interfaces/Time timestamp
+
+# Frame of reference for the video (the camera's optical frame)
+string frame_id
+
+# Data of exactly one video frame. h264 / h265: Annex B access unit; a key frame (IDR / IRAP)
+# carries its parameter sets (SPS, PPS; VPS for h265). No B frames.
+uint8[] data
+
+# Video format: h264 or h265 (upstream also lists vp9 and av1)
+string format
+"""
+# Message definitions this package carries instead of reading a .msg file.
+CARRIED_MSGS = {COMPRESSED_VIDEO: COMPRESSED_VIDEO_MSG}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16",
@@ -84,6 +111,9 @@ def full_msgdef_from_files(typename: str) -> str | None:
 
     def text_of(t: str) -> tuple[str, str] | None:
         pkg, name = _split(t)
+        carried = CARRIED_MSGS.get(f"{pkg}/msg/{name}")
+        if carried is not None:
+            return carried, pkg
         path = find_msg_file(pkg, name)
         return (path.read_text(), pkg) if path else None
 
@@ -120,11 +150,14 @@ def encoded_frame_msg_text() -> str:
 @lru_cache(maxsize=1)
 def typestore():
     """The rosbags typestore (ROS 2 Kilted types, the distribution this project builds against)
-    with ``mm_compress_ros/msg/EncodedFrame`` registered from its .msg file."""
+    with ``mm_compress_ros/msg/EncodedFrame`` registered from its .msg file and the carried
+    definitions (:data:`CARRIED_MSGS`: foxglove_msgs/msg/CompressedVideo)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
     store.register(get_types_from_msg(encoded_frame_msg_text(), ENCODED_FRAME))
+    for name, text in CARRIED_MSGS.items():
+        store.register(get_types_from_msg(text, name))
     return store
 
 

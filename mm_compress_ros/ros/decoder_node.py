@@ -12,9 +12,16 @@ every ``key_request_interval`` seconds). Decoding runs in a worker thread; when 
 
 Reports decode time and end-to-end latency (capture stamp -> decoded image published) in the log
 and on ``/diagnostics``.
+
+With ``foxglove_video`` (and the ``foxglove_msgs`` Python package importable), the reference layer
+of a hybrid stream (H.264 / H.265 access units) is also published as it arrived, without
+re-encoding, as foxglove_msgs/msg/CompressedVideo on the reference modality's image topic +
+``/compressed_video`` (``rgb/image/compressed_video`` for thermal_given_rgb, as resolved after
+remapping; ``thermal/image/compressed_video`` for rgb_given_thermal), for Foxglove / Lichtblick.
 """
 from __future__ import annotations
 
+import array
 import collections
 import sys
 import threading
@@ -66,6 +73,7 @@ class DecoderNode(Node):
         self.log_period = float(p("log_period", 5.0).value)
         self.diag_period = float(p("diagnostics_period", 1.0).value)
         self.torch_threads = int(p("torch_threads", 0).value)
+        self.foxglove_video = bool(p("foxglove_video", False).value)
 
         import torch
 
@@ -110,6 +118,7 @@ class DecoderNode(Node):
         out_qos = make_qos(out_rel, out_depth)
         self.pub_rgb = self.create_publisher(Image, "rgb/image", out_qos)
         self.pub_th = self.create_publisher(Image, "thermal/image", out_qos)
+        self.pub_video = self._video_publishers(out_depth) if self.foxglove_video else {}
         self.create_subscription(EncodedFrame, "encoded", self._on_encoded, make_qos(in_rel, in_depth))
         self.key_client = self.create_client(Trigger, "request_key_frame")
         self.create_timer(0.05, self._maybe_request_key)
@@ -120,6 +129,23 @@ class DecoderNode(Node):
             self.create_timer(self.log_period, self._log_stats)
         self.worker = threading.Thread(target=self._work, name="decoder_worker", daemon=True)
         self.worker.start()
+
+    def _video_publishers(self, depth: int) -> dict:
+        """CompressedVideo publishers per reference modality, or none (one warning) without
+        foxglove_msgs. Reliable: a lost predicted frame would break the video to the next key frame."""
+        try:
+            from foxglove_msgs.msg import CompressedVideo
+        except ImportError as exc:
+            self.get_logger().warning(f"foxglove_video: foxglove_msgs is not importable ({exc}); "
+                                      "not publishing CompressedVideo")
+            self.foxglove_video = False
+            return {}
+        from mm_compress_ros.bag.foxglove import VIDEO_SUFFIX
+
+        self._CompressedVideo = CompressedVideo
+        qos = make_qos("reliable", depth)
+        return {m: self.create_publisher(CompressedVideo, pub.topic_name + VIDEO_SUFFIX, qos)
+                for m, pub in (("rgb", self.pub_rgb), ("thermal", self.pub_th))}
 
     def _get_model(self, name: str, direction: str):
         key = (name, direction)
@@ -233,6 +259,8 @@ class DecoderNode(Node):
                 self.waiting_for_key = False
                 self._want_key = False
         self._publish(msg, header, pair)
+        if self.pub_video:
+            self._publish_video(msg, data)
         now_ns = self.get_clock().now().nanoseconds
         latency_ms = (now_ns - stamp_to_ns(msg.header.stamp)) / 1e6
         self._dec_ms.add(dec_ms)
@@ -265,6 +293,22 @@ class DecoderNode(Node):
         th_msg = numpy_to_image(thermal_as(pair.thermal, th_enc), th_enc, header=th_header)
         self.pub_rgb.publish(rgb_msg)
         self.pub_th.publish(th_msg)
+
+    def _publish_video(self, msg: EncodedFrame, data: bytes):
+        """The packet's reference-layer access unit as a CompressedVideo (capture stamp and frame_id
+        of the reference modality); nothing for a learned reference layer."""
+        from mm_compress_ros.bag.foxglove import REFERENCE, reference_stamp, reference_video
+
+        header, fmt, au = reference_video(data)
+        if fmt is None:
+            self.get_logger().warning("foxglove_video: the stream's reference layer is coded by the learned "
+                                      "codec: no video to publish", throttle_duration_sec=60.0)
+            return
+        stamp, frame_id = reference_stamp(msg, header.direction)
+        out = self._CompressedVideo()
+        out.timestamp, out.frame_id, out.format = stamp, frame_id, fmt
+        out.data = array.array("B", au)  # the fast path of a uint8[] field
+        self.pub_video[REFERENCE[header.direction]].publish(out)
 
     # -- reporting ------------------------------------------------------------------------------
     def stats(self) -> dict:
