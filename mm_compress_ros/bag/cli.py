@@ -6,6 +6,7 @@ import json
 import sys
 
 from .bagio import STORAGES, BagError
+from ..cli import reference_args
 from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 
 
@@ -27,7 +28,7 @@ def cmd_bag_encode(args) -> None:
     res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
                      quality=args.quality, gop=args.gop, storage=args.storage,
                      encoded_topic=args.encoded_topic, slop=args.slop, queue_size=args.queue_size,
-                     quiet=args.quiet)
+                     quiet=args.quiet, reference_codec=args.reference_codec, encoder=args.encoder)
     print(json.dumps(res))
 
 
@@ -79,6 +80,7 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--storage", default="mcap", choices=STORAGES, help="output storage (default mcap)")
+    reference_args(p)
     p.add_argument("--encoded-topic", default=DEFAULT_ENCODED_TOPIC, help=f"default {DEFAULT_ENCODED_TOPIC}")
     p.add_argument("--slop", type=float, default=SYNC_SLOP,
                    help=f"pairing tolerance in seconds (approximate time, default {SYNC_SLOP})")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codec.packet import FRAME_KEY, read_packet
+from ..codec.packet import read_packet
 from ..codec.stream import StreamDecoder, StreamEncoder
 
 
@@ -32,29 +32,18 @@ class PairResult:
 
 
 def split_bits(packet: bytes, ref_name: str, dep_name: str) -> dict[str, float]:
-    """Bits of each modality in one packet (see the module docstring for the attribution)."""
-    h, sections = read_packet(packet)
-    sizes = [len(s) for s in sections]
-    if h.frame_type == FRAME_KEY:
-        if len(sizes) != 5:
-            raise ValueError(f"key frame with {len(sizes)} sections, expected 5")
-        ref_b, dep_b = sizes[0] + sizes[1], sizes[2] + sizes[3] + sizes[4]
-    else:
-        if len(sizes) != 4:
-            raise ValueError(f"predicted frame with {len(sizes)} sections, expected 4")
-        ref_b, dep_b = sizes[0] + sizes[1], sizes[2] + sizes[3]
-    overhead = len(packet) - ref_b - dep_b
-    payload = ref_b + dep_b
-    ref_share = ref_b / payload if payload else 0.5
-    return {ref_name: 8.0 * (ref_b + overhead * ref_share),
-            dep_name: 8.0 * (dep_b + overhead * (1.0 - ref_share))}
+    """Bits of each modality in one packet (the packet's own split: docs/bitstream.md)."""
+    h, _ = read_packet(packet)
+    return {k: 8.0 * v for k, v in h.modality_bytes().items()}
 
 
-def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int) -> list[PairResult]:
+def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int,
+                 reference_codec: str = "learned") -> list[PairResult]:
     """Encodes and decodes one sequence as one stream (key frame every ``gop`` frames)."""
     import torch
 
-    enc = StreamEncoder(model, quality=quality, gop=gop, stream_id=0)
+    enc = StreamEncoder(model, quality=quality, gop=gop, stream_id=0, reference_codec=reference_codec,
+                        encoder="software")
     dec = StreamDecoder(model)
     ref_name, dep_name = model.net.ref_name, model.net.dep_name
     sync = model.device.type == "cuda"

@@ -26,9 +26,8 @@ from rclpy.utilities import remove_ros_args
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from mm_compress_ros.io.ros_image import image_to_numpy, to_rgb
+from mm_compress_ros.io.ros_image import image_to_numpy, stamp_to_ns, to_rgb
 from mm_compress_ros.ros.common import make_qos, mean, percentile
-from mm_compress_ros.ros.synchronizer import stamp_to_ns
 
 MODALITIES = ("rgb", "thermal")
 
@@ -45,23 +44,10 @@ def psnr(ref: np.ndarray, test: np.ndarray) -> float:
 
 
 def modality_bytes(header) -> dict | None:
-    """Payload bytes per modality from a packet header's section table.
-
-    Sections (docs/bitstream.md): key frames carry reference y, reference z, alignment,
-    dependent y, dependent z; predicted frames reference y, z and dependent y, z. The alignment
-    side information counts for the dependent modality; the fixed header and the CRC count for
-    neither (they are in the total).
-    """
-    lens = list(header.section_lengths)
-    if len(lens) == 5:
-        ref, dep = lens[0] + lens[1], lens[2] + lens[3] + lens[4]
-    elif len(lens) == 4:
-        ref, dep = lens[0] + lens[1], lens[2] + lens[3]
-    else:
-        return None
-    if header.direction == "thermal_given_rgb":
-        return {"rgb": ref, "thermal": dep}
-    return {"rgb": dep, "thermal": ref}
+    """Bytes per modality of a packet (the codec's own split, :meth:`PacketHeader.modality_bytes`:
+    each modality's sections, the alignment side information with the dependent one, the header
+    and CRC shared in proportion)."""
+    return header.modality_bytes()
 
 
 def _packet_info(data: bytes) -> dict:
