@@ -138,9 +138,11 @@ def test_encoded_bag_carries_stamps_frame_ids_and_a_rosbag2_compatible_type(bags
         assert h.frame_index == i and h.rgb_format == "bgr8" and h.rgb_size == (128, 192)
     # The packets are what StreamEncoder makes of the same frames (RGB handed over in RGB order).
     from mm_compress_ros.codec.packet import read_packet
+    from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC
     from mm_compress_ros.codec.stream import StreamEncoder
 
-    ref = StreamEncoder(_model(), quality=3, gop=GOP)
+    # bag encode's default profile; x264/x265 are deterministic for the same input and settings
+    ref = StreamEncoder(_model(), quality=3, gop=GOP, reference_codec=DEFAULT_REFERENCE_CODEC)
     for m, (rgb, th) in zip(msgs, bags.src):
         direct = read_packet(ref.encode(rgb, th, rgb_format="bgr8", thermal_format="mono8"))
         assert read_packet(m.data.tobytes())[1] == direct[1]
