@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from mm_compress_ros.io.ros_image import from_rgb, image_to_numpy, numpy_to_image, to_rgb
+from mm_compress_ros.io.ros_image import from_rgb, image_to_numpy, numpy_to_image, stamp_to_ns, to_rgb
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is part of the ROS install")
 Image = sensor_msgs.Image
@@ -124,6 +124,16 @@ def test_header_is_copied_and_message_reused():
     assert msg.header.frame_id == "thermal_optical" and msg.header.stamp.nanosec == 34
     again = numpy_to_image(np.ones((4, 1, 3), np.uint8), "bgr8", msg=msg)
     assert again is msg and msg.encoding == "bgr8" and msg.height == 4 and msg.step == 3
+
+
+def test_stamp_to_ns_of_ros_and_rosbags_stamps():
+    from builtin_interfaces.msg import Time
+    from rosbags.typesys import Stores, get_typestore
+
+    assert stamp_to_ns(Time(sec=1_700_000_000, nanosec=999_999_999)) == 1_700_000_000_999_999_999
+    bag_time = get_typestore(Stores.ROS2_JAZZY).types["builtin_interfaces/msg/Time"](sec=12, nanosec=34)
+    assert stamp_to_ns(bag_time) == 12_000_000_034
+    assert stamp_to_ns(Time()) == 0
 
 
 def test_channel_order_helpers():

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -157,12 +157,6 @@ def test_invalid_arguments():
         ApproximateTimeSynchronizer(2, slop=0)
     with pytest.raises(IndexError):
         ApproximateTimeSynchronizer(2).add(2, 0, None)
-
-
-def test_stamp_to_ns():
-    class T:
-        sec, nanosec = 1_700_000_000, 999_999_999
-    assert stamp_to_ns(T) == 1_700_000_000_999_999_999
 
 
 # --- realistic streams -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from ..io.frames import FrameSourceError
-from ..io.ros_image import numpy_to_image
+from ..io.ros_image import numpy_to_image, stamp_to_ns
 from .types import IMAGE, BagTypeError, msgdef_and_hash, typestore
 
 STORAGES = ("mcap", "sqlite3")
@@ -21,8 +21,7 @@ STORAGES = ("mcap", "sqlite3")
 
 class BagError(FrameSourceError):
     """A bag cannot be read or written as asked (one-line message). A FrameSourceError, so that
-    ``mm-compress`` reports it in one line however it was started (``python -m mm_compress_ros.cli``
-    runs the CLI as ``__main__``, whose CliError class is not the one this package imports)."""
+    ``mm-compress`` reports it in one line."""
 
 
 _READ_ERRORS = (OSError, EOFError, struct.error, ValueError, KeyError, IndexError)
@@ -211,8 +210,7 @@ def bag_output(out: str | Path, storage: str = "mcap"):
 
 # -- sensor_msgs/Image (rosbags) <-> numpy --------------------------------------------------------
 
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+stamp_ns = stamp_to_ns  # the name bag/transcode.py imports
 
 
 def make_header(store, stamp, frame_id: str):

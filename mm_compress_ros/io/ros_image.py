@@ -4,7 +4,8 @@ Supported encodings: rgb8, bgr8 (H x W x 3 uint8), mono8 (H x W uint8), mono16 a
 (H x W uint16). Row padding (``step`` larger than ``width * bytes_per_pixel``) and big-endian
 16-bit data are handled. This module never imports rclpy; ``sensor_msgs.msg`` is imported only
 inside :func:`numpy_to_image`, which builds a message. :func:`image_to_numpy` accepts any object
-with the sensor_msgs/Image fields (a message from rclpy, from rosbags, ...).
+with the sensor_msgs/Image fields (a message from rclpy, from rosbags, ...). :func:`stamp_to_ns`
+reads a header stamp the same way, for nodes, synchronizer and bag tools alike.
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ ENCODINGS: dict[str, tuple[int, np.dtype]] = {
 COLOR_ENCODINGS = ("rgb8", "bgr8")
 THERMAL_ENCODINGS = ("mono8", "mono16", "16UC1")
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def stamp_to_ns(stamp) -> int:
+    """Nanoseconds of a builtin_interfaces/Time-like object (``sec``, ``nanosec``): a stamp from
+    rclpy, from rosbags or any object with those two fields."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def _check_encoding(encoding: str) -> tuple[int, np.dtype]:

@@ -27,10 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-
-def stamp_to_ns(stamp) -> int:
-    """Nanoseconds of a builtin_interfaces/Time-like object (``sec``, ``nanosec``)."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+from mm_compress_ros.io.ros_image import stamp_to_ns  # noqa: F401  (encoder_node, decoder_node import it from here)
 
 
 @dataclass
