@@ -32,9 +32,10 @@ for p in (REPO, REPO / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from mm_compress_ros.errors import CliError  # noqa: E402
 from mm_compress_ros.eval import anchors as anc  # noqa: E402
-from mm_compress_ros.eval.report import (MODALITIES, TARGET_PSNR, _json_safe, evaluate,  # noqa: E402
-                                         plot, render_markdown)
+from mm_compress_ros.eval.report import (MODALITIES, TARGET_PSNR, _json_safe, add_setting_options,  # noqa: E402
+                                         anchor_settings, evaluate, plot, render_markdown)
 
 # Orientation numbers quoted in issue 5 (bpp at 35 dB on m3svd_seq, measured earlier by others).
 ISSUE_ORIENTATION = {
@@ -98,17 +99,9 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
              "JPEG files, our packets) and the quality is measured on the frames decoded from them.")
     L.append("")
     L.append("## Setup\n")
-    L.append("- `x265-intra`: HEVC all-intra set up like BPG (bpgenc's x265 back end): libx265 through PyAV, "
-             "preset slow, tune ssim (as bpgenc), keyint 1, constant QP (x265 codes I frames at QP - 3, "
-             "its default ipratio 1.4, as in BPG), one frame thread, parameter sets repeated in every frame, "
-             "no info SEI. RGB as 4:4:4 full-range BT.601 YCbCr (BPG's default), thermal as 4:0:0 gray. "
-             "QPs " + ", ".join(map(str, args.qp)) + ".")
-    L.append("- `x265-video`: HEVC low-delay P: libx265 preset medium, tune psnr, bframes 0, keyint "
-             f"{args.keyint} (no scene cut, closed GOP), constant QP (same QPs), one frame thread, parameter "
-             "sets repeated at every key frame, no info SEI; per-frame bits are packet sizes; same colour "
-             "handling as x265-intra.")
-    L.append("- `jpeg`: OpenCV `imencode` (libjpeg), RGB as 4:2:0 YCbCr, thermal as one gray component: "
-             "what ROS `compressed_image_transport` sends. Qualities " + ", ".join(map(str, args.jpeg_quality)) + ".")
+    for a in anc.ANCHOR_TABLE.values():
+        values = ", ".join(map(str, getattr(args, a.setting.option)))
+        L.append(f"- `{a.name}`: " + a.setup.format(keyint=args.keyint, settings=values))
     L.append("- Our codec (`<model>-image`: every frame a key frame; `<model>-video`: GOP "
              f"{args.gop}): `StreamEncoder` packets decoded by `StreamDecoder`. Bits per modality from "
              "the packet sections (alignment coefficients count for the dependent modality; header, "
@@ -244,8 +237,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=0, help="first N frames per sequence (default all)")
     ap.add_argument("--sequences", nargs="+", help="only these sequences (default all)")
     ap.add_argument("--crop")
-    ap.add_argument("--qp", type=int, nargs="+", default=list(anc.DEFAULT_QPS))
-    ap.add_argument("--jpeg-quality", type=int, nargs="+", default=list(anc.DEFAULT_JPEG_QUALITIES))
+    add_setting_options(ap)
     ap.add_argument("--keyint", type=int, default=10)
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--model", default="mmvc")
@@ -299,7 +291,6 @@ def main(argv=None) -> int:
                     raise ModelError(f"quality {q} is not a level of this model (1..{model.levels})")
         baseline = None
         if model is not None and not args.no_baseline and (args.baseline or not args.weights):
-            from mm_compress_ros.cli import CliError
             from mm_compress_ros.eval.report import load_baseline
 
             try:
@@ -320,7 +311,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     runs = Path(args.runs)
     cache = None if args.no_cache else runs / "cache"
-    result = evaluate(seqs, qps=args.qp, jpeg_qualities=args.jpeg_quality, model=model,
+    result = evaluate(seqs, settings=anchor_settings(args), model=model,
                       qualities=args.quality, gop=args.gop, keyint=args.keyint, progress=not args.quiet,
                       cache_dir=cache, baseline=baseline)
     result["run"] = {"data": str(data), "frames_per_sequence": args.frames or "all", "crop": args.crop}
@@ -343,7 +334,7 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - t0
     result["run"].update({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command, "seconds": round(seconds, 1), "model_note": model_note,
                           "cpu": cpu_name(), "cores": os.cpu_count(), "settings": {
-                              "qp": args.qp, "jpeg_quality": args.jpeg_quality, "keyint": args.keyint,
+                              **anchor_settings(args), "keyint": args.keyint,
                               "gop": args.gop, "frames": args.frames, "crop": args.crop}})
     (runs / "rd.json").write_text(json.dumps(_json_safe(result)) + "\n")
     doc.write_text(build_doc(result, plots, gop_md, args, command, seconds, model_note))

@@ -5,14 +5,15 @@ uint8``) and returns one :class:`CodedFrame` per input frame: the bits that fram
 wire and the frame a decoder reconstructs from them (decoded by FFmpeg's HEVC decoder or
 OpenCV's JPEG decoder, never taken from the encoder).
 
-* :func:`x265_intra` - HEVC intra set up like BPG (bpgenc's x265 back end): every frame an IDR
-  picture (keyint=1) with its parameter sets repeated, constant QP, no info SEI, one frame
-  thread, preset ``slow``, tune ``ssim`` as bpgenc uses; 4:4:4 YCbCr (full-range BT.601, BPG's
-  default) for RGB and 4:0:0 (``gray``) for thermal.
-* :func:`x265_video` - HEVC low-delay P: bframes=0, a key frame every ``keyint`` frames (no
-  scene cut), constant QP, preset ``medium``, tune ``psnr``. Per-frame bits are packet sizes.
-* :func:`jpeg` - OpenCV ``imencode`` with a quality setting and 4:2:0 chroma, as ROS
-  ``compressed_image_transport`` sends (gray JPEG for mono8).
+The anchors are the entries of :data:`ANCHOR_TABLE` at the end of this module: name, coding
+function, setting (QP, JPEG quality: :data:`SETTINGS`), whether the key-frame interval applies,
+the label of the RD report and the setup text of docs/results.md. ``mm-compress eval`` and
+benchmarks/results.py read everything about the anchors from there, so a new anchor is one entry
+(plus a :class:`Setting` when it is run at a new kind of setting).
+
+* :func:`x265_intra` - HEVC intra set up like BPG (bpgenc's x265 back end).
+* :func:`x265_video` - HEVC low-delay P. Per-frame bits are packet sizes.
+* :func:`jpeg` - OpenCV ``imencode``, as ROS ``compressed_image_transport`` sends.
 
 x265 options go through the codec context's ``x265-params`` option (FFmpeg's libx265 wrapper);
 ``preset`` and ``tune`` are libx265 options of their own. With a raw codec context (no
@@ -24,18 +25,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-ANCHORS = ("x265-intra", "x265-video", "jpeg")
-DEFAULT_QPS = (22, 27, 32, 37, 42, 47, 51)
-DEFAULT_JPEG_QUALITIES = (5, 10, 20, 35, 50, 75, 90)
-
 
 class AnchorError(ValueError):
     """An anchor cannot code these frames (one-line message)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The number an anchor is run at, one value per RD point."""
+    option: str                 # `mm-compress eval` / results.py option (--qp, --jpeg-quality) and
+                                # key of evaluate()'s ``settings``
+    name: str                   # in reports: "qp", "quality"
+    what: str                   # in messages: "QP", "JPEG quality"
+    lo: int
+    hi: int
+    defaults: tuple[int, ...]
+    help: str = ""
+
+    def check(self, value: int) -> None:
+        if not self.lo <= value <= self.hi:
+            raise AnchorError(f"{self.what} must be {self.lo}..{self.hi}, got {value}")
+
+
+QP = Setting("qp", "qp", "QP", 0, 51, (22, 27, 32, 37, 42, 47, 51), "x265 QPs")
+JPEG_QUALITY = Setting("jpeg_quality", "quality", "JPEG quality", 1, 100, (5, 10, 20, 35, 50, 75, 90),
+                       "JPEG qualities")
 
 
 @dataclass
@@ -78,8 +97,7 @@ def _check_frames(frames: Sequence[np.ndarray]) -> str:
 # -- HEVC via PyAV ---------------------------------------------------------------------------
 
 def _x265_params(qp: int, extra: dict) -> str:
-    if not 0 <= qp <= 51:
-        raise AnchorError(f"QP must be 0..51, got {qp}")
+    QP.check(qp)
     params = {"qp": qp, "info": 0, "log-level": "error", **extra}
     return ":".join(f"{k}={v}" for k, v in params.items())
 
@@ -167,8 +185,7 @@ def x265_video(frames: Sequence[np.ndarray], qp: int, keyint: int = 10, preset: 
 def jpeg(frames: Sequence[np.ndarray], quality: int) -> list[CodedFrame]:
     """Baseline JPEG at ``quality`` (1..100), colour as 4:2:0 YCbCr, gray as one component."""
     kind = _check_frames(frames)
-    if not 1 <= quality <= 100:
-        raise AnchorError(f"JPEG quality must be 1..100, got {quality}")
+    JPEG_QUALITY.check(quality)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     if kind == "rgb":
         params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
@@ -187,12 +204,51 @@ def jpeg(frames: Sequence[np.ndarray], quality: int) -> list[CodedFrame]:
     return out
 
 
+# -- the table ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Anchor:
+    name: str
+    code: Callable[[Sequence[np.ndarray], int, int], list[CodedFrame]]  # (frames, setting, keyint)
+    setting: Setting
+    label: str                  # RD report legend; ``{keyint}`` is filled in
+    setup: str                  # docs/results.md "Setup"; ``{keyint}`` and ``{settings}`` are filled in
+    uses_keyint: bool = False   # coded with key frames every ``keyint`` frames (GOP, cache key)
+
+    def gop(self, keyint: int) -> int:
+        return keyint if self.uses_keyint else 1
+
+
+ANCHOR_TABLE: dict[str, Anchor] = {a.name: a for a in (
+    Anchor("x265-intra", lambda frames, qp, keyint: x265_intra(frames, qp), QP,
+           "HEVC intra, BPG-like (libx265 preset slow, tune ssim, keyint 1, 4:4:4 / gray)",
+           "HEVC all-intra set up like BPG (bpgenc's x265 back end): libx265 through PyAV, preset slow, "
+           "tune ssim (as bpgenc), keyint 1, constant QP (x265 codes I frames at QP - 3, its default "
+           "ipratio 1.4, as in BPG), one frame thread, parameter sets repeated in every frame, no info "
+           "SEI. RGB as 4:4:4 full-range BT.601 YCbCr (BPG's default), thermal as 4:0:0 gray. "
+           "QPs {settings}."),
+    Anchor("x265-video", lambda frames, qp, keyint: x265_video(frames, qp, keyint=keyint), QP,
+           "HEVC low-delay P (libx265 preset medium, tune psnr, bframes 0, keyint {keyint})",
+           "HEVC low-delay P: libx265 preset medium, tune psnr, bframes 0, keyint {keyint} (no scene "
+           "cut, closed GOP), constant QP (same QPs), one frame thread, parameter sets repeated at "
+           "every key frame, no info SEI; per-frame bits are packet sizes; same colour handling as "
+           "x265-intra.", uses_keyint=True),
+    Anchor("jpeg", lambda frames, quality, keyint: jpeg(frames, quality), JPEG_QUALITY,
+           "JPEG (OpenCV, 4:2:0 / gray), as compressed_image_transport",
+           "OpenCV `imencode` (libjpeg), RGB as 4:2:0 YCbCr, thermal as one gray component: what ROS "
+           "`compressed_image_transport` sends. Qualities {settings}."),
+)}
+ANCHORS = tuple(ANCHOR_TABLE)
+SETTINGS: tuple[Setting, ...] = tuple(dict.fromkeys(a.setting for a in ANCHOR_TABLE.values()))
+
+
+def anchor(name: str) -> Anchor:
+    try:
+        return ANCHOR_TABLE[name]
+    except KeyError:
+        raise AnchorError(f"unknown anchor {name!r}; use one of {', '.join(ANCHORS)}") from None
+
+
 def run_anchor(name: str, frames: Sequence[np.ndarray], setting: int, keyint: int = 10) -> list[CodedFrame]:
-    """Dispatch by anchor name; ``setting`` is the QP (x265) or the quality (JPEG)."""
-    if name == "x265-intra":
-        return x265_intra(frames, setting)
-    if name == "x265-video":
-        return x265_video(frames, setting, keyint=keyint)
-    if name == "jpeg":
-        return jpeg(frames, setting)
-    raise AnchorError(f"unknown anchor {name!r}; use one of {', '.join(ANCHORS)}")
+    """Runs anchor ``name`` (see :data:`ANCHOR_TABLE`) at ``setting``: the QP (x265) or the quality (JPEG)."""
+    return anchor(name).code(frames, setting, keyint)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CliError
 from . import anchors as anc
 from .bdrate import BDError, bd_psnr, bd_rate, rate_at
 from .metrics import bpp, ms_ssim, msssim_db, psnr
@@ -148,7 +149,7 @@ def cache_key(job: Job, data_digest: str, keyint: int, with_msssim: bool, model=
     ident = {"v": CACHE_VERSION, "kind": job.kind, "setting": job.setting, "gop": job.gop,
              "msssim": with_msssim, "data": data_digest}
     if job.kind == "anchor":
-        ident.update(codec=job.codec, keyint=keyint if job.codec == "x265-video" else None)
+        ident.update(codec=job.codec, keyint=keyint if anc.anchor(job.codec).uses_keyint else None)
     else:
         ident.update(model=model.sha256, direction=model.direction)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
@@ -218,30 +219,23 @@ def bd_table(codecs: dict, reference: str = REFERENCE) -> dict:
     return out
 
 
-def anchor_labels(keyint: int) -> dict:
-    return {
-        "x265-intra": "HEVC intra, BPG-like (libx265 preset slow, tune ssim, keyint 1, 4:4:4 / gray)",
-        "x265-video": f"HEVC low-delay P (libx265 preset medium, tune psnr, bframes 0, keyint {keyint})",
-        "jpeg": "JPEG (OpenCV, 4:2:0 / gray), as compressed_image_transport",
-    }
-
-
-def evaluate(seqs, anchors=anc.ANCHORS, qps=anc.DEFAULT_QPS, jpeg_qualities=anc.DEFAULT_JPEG_QUALITIES,
-             model=None, qualities=None, modes=("image", "video"), gop: int = 10, keyint: int = 10,
-             with_msssim: bool = True, progress: bool = True, cache_dir: Path | None = None,
-             baseline=None) -> dict:
+def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None, qualities=None,
+             modes=("image", "video"), gop: int = 10, keyint: int = 10, with_msssim: bool = True,
+             progress: bool = True, cache_dir: Path | None = None, baseline=None) -> dict:
     """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring).
 
-    With ``cache_dir``, points measured before on the very same frames are reused (see
+    ``settings`` maps a setting's option (``anchors.SETTINGS``: "qp", "jpeg_quality") to the
+    values each anchor run at that setting is coded at (default: the setting's defaults). With
+    ``cache_dir``, points measured before on the very same frames are reused (see
     :func:`measure_point`)."""
     from tqdm import tqdm
 
-    labels = anchor_labels(keyint)
+    settings = settings or {}
     jobs: list[Job] = []
-    for a in anchors:
-        settings, sname = (jpeg_qualities, "quality") if a == "jpeg" else (qps, "qp")
-        for s in settings:
-            jobs.append(Job(a, "anchor", int(s), sname, gop=keyint if a == "x265-video" else 1, label=labels[a]))
+    for a in map(anc.anchor, anchors):
+        for s in settings.get(a.setting.option, a.setting.defaults):
+            jobs.append(Job(a.name, "anchor", int(s), a.setting.name, gop=a.gop(keyint),
+                            label=a.label.format(keyint=keyint)))
     if model is not None:
         levels = list(qualities) if qualities else list(range(1, model.levels + 1))
         for mode in modes:
@@ -399,8 +393,6 @@ def write_outputs(result: dict, out_dir: Path, prefix: str = "rd") -> dict:
 # -- command line ------------------------------------------------------------------------------
 
 def _int_list(values, what, lo, hi):
-    from ..cli import CliError
-
     for v in values:
         if not lo <= v <= hi:
             raise CliError(f"{what} {v} is outside {lo}..{hi}")
@@ -409,7 +401,6 @@ def _int_list(values, what, lo, hi):
 
 def load_baseline(name, direction, device="auto", path=None):
     """A single-modality baseline model: one whose card says ``"reference_input": "blank"``."""
-    from ..cli import CliError
     from ..codec.zoo import load_model
 
     try:
@@ -422,16 +413,27 @@ def load_baseline(name, direction, device="auto", path=None):
     return model
 
 
+def anchor_settings(args) -> dict:
+    """The values of every anchor setting's option (see :func:`add_setting_options`) in ``args``."""
+    return {s.option: getattr(args, s.option) for s in anc.SETTINGS}
+
+
+def add_setting_options(p) -> None:
+    """One option per anchor setting (--qp, --jpeg-quality), each taking one or more values."""
+    for s in anc.SETTINGS:
+        p.add_argument("--" + s.option.replace("_", "-"), type=int, nargs="+", default=list(s.defaults),
+                       help=s.help or None)
+
+
 def cmd_eval(args) -> None:
-    from ..cli import CliError
     from .sequences import load_sequences, parse_crop
 
     if args.frames < 0:
         raise CliError(f"--frames must be >= 0, got {args.frames}")
     if args.gop < 1 or args.keyint < 1:
         raise CliError("--gop and --keyint must be >= 1")
-    _int_list(args.qp, "QP", 0, 51)
-    _int_list(args.jpeg_quality, "JPEG quality", 1, 100)
+    for s in anc.SETTINGS:
+        _int_list(getattr(args, s.option), s.what, s.lo, s.hi)
     crop = parse_crop(args.crop)
     model = None
     if not args.no_model:
@@ -453,7 +455,7 @@ def cmd_eval(args) -> None:
     seqs = load_sequences(args.data, frames=args.frames, crop=crop, sequences=args.sequences)
     t0 = time.perf_counter()
     try:
-        result = evaluate(seqs, anchors=args.anchors, qps=args.qp, jpeg_qualities=args.jpeg_quality,
+        result = evaluate(seqs, anchors=args.anchors, settings=anchor_settings(args),
                           model=model, qualities=args.quality, modes=args.modes, gop=args.gop,
                           keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet,
                           cache_dir=Path(args.cache) if args.cache else None, baseline=baseline)
@@ -488,8 +490,7 @@ def add_eval_parser(subparsers) -> None:
     p.add_argument("--gop", type=int, default=10, help="GOP of the model's video mode (default 10)")
     p.add_argument("--anchors", nargs="*", default=list(anc.ANCHORS), choices=list(anc.ANCHORS),
                    help="anchors to run (default all; none with an empty list)")
-    p.add_argument("--qp", type=int, nargs="+", default=list(anc.DEFAULT_QPS), help="x265 QPs")
-    p.add_argument("--jpeg-quality", type=int, nargs="+", default=list(anc.DEFAULT_JPEG_QUALITIES))
+    add_setting_options(p)
     p.add_argument("--keyint", type=int, default=10, help="key frame interval of x265-video (default 10)")
     p.add_argument("--no-model", action="store_true", help="anchors only")
     p.add_argument("--no-msssim", action="store_true", help="skip MS-SSIM (faster)")
