@@ -20,7 +20,7 @@ DEMO_ARGS ?=
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.txt setup.py
+$(VENV_STAMP): requirements.txt setup.py pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/python -m pip install --disable-pip-version-check --no-deps -e .

@@ -40,6 +40,10 @@ setup(
     description="Learned multi-modality (RGB + thermal) video compression, with ROS 2 nodes",
     license="MIT",
     python_requires=">=3.10",
+    # The package sits at the repository root; saying so ("" -> ".") makes an editable install put
+    # the root on sys.path (a .pth line, as `setup.py develop` did) instead of an import hook, so
+    # that mm_compress_ros/__init__.py's extend_path still sees this copy beside a colcon install.
+    package_dir={"": "."},
     packages=find_packages(include=["mm_compress_ros", "mm_compress_ros.*"]),
     # Model weights and cards live in models/ at the repository root (colcon installs them to
     # share/mm_compress_ros/models); a pip install puts them at the same place under sys.prefix.
