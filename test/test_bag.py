@@ -17,7 +17,8 @@ import pytest
 
 from codec_fixtures import crop_pair, psnr
 
-from mm_compress_ros.bag.bagio import open_reader, stamp_ns
+from mm_compress_ros.bag.bagio import open_reader
+from mm_compress_ros.io.ros_image import stamp_to_ns
 from mm_compress_ros.bag.rawbag import write_raw_bag
 from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, full_msgdef_from_files, typestore
 from mm_compress_ros.cli import main as cli_main
@@ -128,8 +129,8 @@ def test_encoded_bag_carries_stamps_frame_ids_and_a_rosbag2_compatible_type(bags
     from mm_compress_ros.codec.packet import read_header
 
     for i, m in enumerate(msgs):
-        assert stamp_ns(m.header.stamp) == bags.stamps["rgb_stamps"][i]
-        assert stamp_ns(m.thermal_stamp) == bags.stamps["thermal_stamps"][i]
+        assert stamp_to_ns(m.header.stamp) == bags.stamps["rgb_stamps"][i]
+        assert stamp_to_ns(m.thermal_stamp) == bags.stamps["thermal_stamps"][i]
         assert (m.header.frame_id, m.thermal_frame_id) == ("rgb_optical_frame", "thermal_optical_frame")
         assert (m.rgb_encoding, m.thermal_encoding) == ("bgr8", "mono8")
         assert m.sequence == i and m.codec == "mmvc" and m.quality == 3
@@ -182,7 +183,7 @@ def test_decode_to_raw_bag_restores_images_stamps_and_encodings(bags, capsys):
         assert len(got) == N
         assert dec[topic][0][2].digest == raw[topic][0][2].digest
         for i, (g, o, s) in enumerate(zip(got, orig, bags.stamps[key])):
-            assert stamp_ns(g.header.stamp) == stamp_ns(o.header.stamp) == s
+            assert stamp_to_ns(g.header.stamp) == stamp_to_ns(o.header.stamp) == s
             assert g.header.frame_id == o.header.frame_id
             assert (g.encoding, g.width, g.height) == (enc_name, o.width, o.height)
             a, b = image_to_numpy(g), image_to_numpy(o)
@@ -244,7 +245,7 @@ def test_sixteen_bit_thermal_round_trip_in_sqlite3(tmp_path, capsys):
     assert set(dec) == {"/cam/color", "/cam/lwir"}  # the topic names bag encode read
     store = typestore()
     ths = [store.deserialize_cdr(b, IMAGE) for _, b, _ in dec["/cam/lwir"]]
-    assert [stamp_ns(m.header.stamp) for m in ths] == stamps["thermal_stamps"]
+    assert [stamp_to_ns(m.header.stamp) for m in ths] == stamps["thermal_stamps"]
     span = float(max(int(t.max()) for _, t in src) - min(int(t.min()) for _, t in src))
     ref = reference_decode(tmp_path / "enc16", "/cam/encoded")
     for m, (_, th), r in zip(ths, src, ref):
@@ -254,7 +255,7 @@ def test_sixteen_bit_thermal_round_trip_in_sqlite3(tmp_path, capsys):
         assert psnr(a, th, peak=span) >= THERMAL_FLOOR - 4  # range margins of 16-bit coding
     rgbs = [store.deserialize_cdr(b, IMAGE) for _, b, _ in dec["/cam/color"]]
     assert [m.encoding for m in rgbs] == ["rgb8"] * 4
-    assert [stamp_ns(m.header.stamp) for m in rgbs] == stamps["rgb_stamps"]
+    assert [stamp_to_ns(m.header.stamp) for m in rgbs] == stamps["rgb_stamps"]
 
 
 def test_info_text_and_json(bags, capsys):
@@ -333,8 +334,8 @@ def test_thermal_at_a_third_of_the_rgb_rate_is_paired_by_approximate_time(tmp_pa
     assert (res["pairs"], res["unpaired_rgb"], res["unpaired_thermal"]) == (2, 4, 0)
     store = typestore()
     msgs = [store.deserialize_cdr(b, ENCODED_FRAME) for _, b, _ in read_all(tmp_path / "rates_enc")["/encoded"]]
-    assert [stamp_ns(m.header.stamp) for m in msgs] == [t0, t0 + 3 * period]
-    assert [stamp_ns(m.thermal_stamp) for m in msgs] == [t0 + THERMAL_OFFSET_NS, t0 + 3 * period + THERMAL_OFFSET_NS]
+    assert [stamp_to_ns(m.header.stamp) for m in msgs] == [t0, t0 + 3 * period]
+    assert [stamp_to_ns(m.thermal_stamp) for m in msgs] == [t0 + THERMAL_OFFSET_NS, t0 + 3 * period + THERMAL_OFFSET_NS]
     # A pairing tolerance below the 4 ms offset pairs nothing: one-line error, no output.
     msg = _error(capsys, "bag", "encode", tmp_path / "rates", tmp_path / "none", "--rgb-topic", "/rgb",
                  "--thermal-topic", "/lwir", "--slop", "0.002", "--device", "cpu", "--quiet")

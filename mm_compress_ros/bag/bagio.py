@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from ..io.frames import FrameSourceError
-from ..io.ros_image import numpy_to_image, stamp_to_ns
+from ..io.ros_image import numpy_to_image
 from .types import IMAGE, BagTypeError, msgdef_and_hash, typestore
 
 STORAGES = ("mcap", "sqlite3")
@@ -210,7 +210,6 @@ def bag_output(out: str | Path, storage: str = "mcap"):
 
 # -- sensor_msgs/Image (rosbags) <-> numpy --------------------------------------------------------
 
-stamp_ns = stamp_to_ns  # the name bag/transcode.py imports
 
 
 def make_header(store, stamp, frame_id: str):

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, from_rgb, image_to_numpy, to_rgb
+from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, from_rgb, image_to_numpy, stamp_to_ns, to_rgb
 from ..ros.synchronizer import ApproximateTimeSynchronizer
 from .bagio import (BagError, bag_output, custom_data, describe_topics, image_connection, iter_messages,
-                    make_header, make_image, open_reader, stamp_ns, staged_path, topics_of)
+                    make_header, make_image, open_reader, staged_path, topics_of)
 from .types import ENCODED_FRAME, IMAGE, typestore
 
 # Defaults of encoder_node (config/encoder.yaml): the same pairing offline and live.
@@ -105,12 +105,12 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
                     if msg.encoding not in THERMAL_ENCODINGS:
                         raise BagError(f"{thermal_topic}: encoding {msg.encoding!r} is not one of "
                                        f"{', '.join(THERMAL_ENCODINGS)}")
-                for rgb_msg, th_msg in sync.add(side, stamp_ns(msg.header.stamp), msg):
+                for rgb_msg, th_msg in sync.add(side, stamp_to_ns(msg.header.stamp), msg):
                     rgb = to_rgb(image_to_numpy(rgb_msg), rgb_msg.encoding)
                     th = image_to_numpy(th_msg)
                     packet = enc.encode(rgb, th, rgb_format=rgb_msg.encoding,
                                         thermal_format=th_msg.encoding,
-                                        stamp_ns=stamp_ns(rgb_msg.header.stamp))
+                                        stamp_ns=stamp_to_ns(rgb_msg.header.stamp))
                     key = enc.last_frame_type == "key"
                     out_msg = EncodedFrame(
                         header=make_header(store, rgb_msg.header.stamp, rgb_msg.header.frame_id),
@@ -252,8 +252,8 @@ class _FramesSink:
 
         write_rgb(self.folder / "rgb" / f"{n:04d}.png", to_rgb(pair.rgb, pair.rgb_format))
         write_thermal(self.folder / "thermal" / f"{n:04d}.png", pair.thermal)
-        self.index.write(f"{n},{msg.sequence},{pair.frame_type},{stamp_ns(msg.header.stamp)},"
-                         f"{msg.header.frame_id},{msg.rgb_encoding},{stamp_ns(msg.thermal_stamp)},"
+        self.index.write(f"{n},{msg.sequence},{pair.frame_type},{stamp_to_ns(msg.header.stamp)},"
+                         f"{msg.header.frame_id},{msg.rgb_encoding},{stamp_to_ns(msg.thermal_stamp)},"
                          f"{msg.thermal_frame_id},{msg.thermal_encoding}\n")
 
     def close(self):
@@ -327,7 +327,7 @@ class _VideoSink:
         img = side_by_side(to_rgb(pair.rgb, pair.rgb_format), pair.thermal)
         if self.container is None:
             self.frames.append(img)
-            self.stamps.append(stamp_ns(msg.header.stamp))
+            self.stamps.append(stamp_to_ns(msg.header.stamp))
             if len(self.frames) < 16 and not self.fps:
                 return
             self._open(self.frames[0])

@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, numpy_to_image
 from mm_compress_ros.msg import EncodedFrame
 from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
-from mm_compress_ros.ros.synchronizer import stamp_to_ns
+from mm_compress_ros.io.ros_image import stamp_to_ns
 
 
 def thermal_as(arr: np.ndarray, encoding: str) -> np.ndarray:

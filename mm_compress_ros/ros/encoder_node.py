@@ -44,7 +44,8 @@ from std_srvs.srv import Trigger
 from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, image_to_numpy, to_rgb
 from mm_compress_ros.msg import EncodedFrame
 from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
-from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer, stamp_to_ns
+from mm_compress_ros.io.ros_image import stamp_to_ns
+from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
 FRAME_TYPES = {"key": EncodedFrame.FRAME_KEY, "predicted": EncodedFrame.FRAME_PREDICTED}
 MISSING_INPUT_S = 2.0      # one input silent this long while the other keeps coming: warn

@@ -27,7 +27,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from mm_compress_ros.io.ros_image import stamp_to_ns  # noqa: F401  (encoder_node, decoder_node import it from here)
 
 
 @dataclass
