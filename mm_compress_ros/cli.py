@@ -42,8 +42,10 @@ def cmd_encode(args) -> None:
     from .io.frames import count_frames, iter_pairs
 
     model = _load(args)
+    if args.target_kbps < 0 or args.fps <= 0:
+        raise CliError("--target-kbps must be >= 0 and --fps positive")
     enc = StreamEncoder(model, quality=args.quality, gop=args.gop, reference_codec=args.reference_codec,
-                        encoder=args.encoder)
+                        encoder=args.encoder, target_kbps=args.target_kbps, fps=args.fps)
     n = count_frames(args.rgb)
     if args.frames:
         n = min(n, args.frames)
@@ -57,7 +59,7 @@ def cmd_encode(args) -> None:
                                            disable=args.quiet, desc="encode")):
             if args.frames and i >= args.frames:
                 break
-            pkt = enc.encode(rgb, th)
+            pkt = enc.encode(rgb, th, stamp_ns=round(i * 1e9 / args.fps))
             f.write(pkt)
             total += len(pkt)
             if args.recon:
@@ -67,7 +69,8 @@ def cmd_encode(args) -> None:
     print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
                       "seconds": round(dt, 2), "model": model.name, "direction": model.direction,
                       "quality": args.quality, "gop": args.gop, "profile": enc.profile,
-                      "reference_codec": args.reference_codec,
+                      "reference_codec": args.reference_codec, "fps": args.fps,
+                      "kbps": round(total * 8 / max(enc.frame_index, 1) * args.fps / 1000, 1),
                       "reference_encoder": getattr(enc.reference, "encoder_name", None)}))
 
 
@@ -240,6 +243,9 @@ def reference_args(p) -> None:
                         f"default {DEFAULT_REFERENCE_CODEC}")
     p.add_argument("--encoder", default="auto", choices=list(ENCODERS),
                    help="h264/h265 encoder: auto (NVENC when present, else libx264/libx265), software, nvenc")
+    p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS",
+                   help="target-bitrate mode: kbit/s of the pair (both layers' quality moves at every key "
+                        "frame; --quality is the start); 0 = constant quality (default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=3, help="1 = smallest stream (default 3)")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
     p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the input frames (capture stamps; "
+                                                          "bitrates and --target-kbps use it; default 10)")
     p.add_argument("--recon", metavar="DIR", help="also write the encoder's own reconstruction (what a decoder "
                                                   "outputs) as DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
     p.add_argument("--quiet", action="store_true")

@@ -28,7 +28,8 @@ def cmd_bag_encode(args) -> None:
     res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
                      quality=args.quality, gop=args.gop, storage=args.storage,
                      encoded_topic=args.encoded_topic, slop=args.slop, queue_size=args.queue_size,
-                     quiet=args.quiet, reference_codec=args.reference_codec, encoder=args.encoder)
+                     quiet=args.quiet, reference_codec=args.reference_codec, encoder=args.encoder,
+                     target_kbps=args.target_kbps)
     print(json.dumps(res))
 
 

@@ -56,7 +56,7 @@ class EncodeStats:
 def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int = 3, gop: int = 10,
                storage: str = "mcap", encoded_topic: str = DEFAULT_ENCODED_TOPIC,
                slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False,
-               reference_codec: str = "learned", encoder: str = "auto") -> dict:
+               reference_codec: str = "learned", encoder: str = "auto", target_kbps: float = 0.0) -> dict:
     """Raw-image bag ``inp`` -> compressed bag ``out``. ``model`` is a loaded model
     (:func:`mm_compress_ros.codec.zoo.load_model`); ``reference_codec`` picks the profile."""
     from ..codec.stream import StreamEncoder
@@ -65,7 +65,10 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
         raise BagError("--rgb-topic and --thermal-topic must differ")
     store = typestore()
     EncodedFrame = store.types[ENCODED_FRAME]
-    enc = StreamEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder)
+    if target_kbps < 0:
+        raise BagError("--target-kbps must be >= 0")
+    enc = StreamEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
+                        target_kbps=target_kbps)
     st = EncodeStats()
     t0 = time.perf_counter()
     reader = open_reader(inp)

@@ -22,6 +22,7 @@ from .multimodal import Decoded
 from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, PROFILES, REFERENCE_CODECS, SIXTEEN_BIT,
                      CorruptPacket, EntropyMismatch, Limits, ModelMismatch, PacketError, PacketHeader,
                      read_packet, write_packet)
+from .ratecontrol import RateController
 from .reference import make_reference
 from .videocodec import VideoCodecError
 from .zoo import LoadedModel
@@ -112,7 +113,8 @@ class StreamEncoder:
     """
 
     def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None,
-                 max_gap_ns: int = 1_000_000_000, reference_codec: str = "learned", encoder: str = "auto"):
+                 max_gap_ns: int = 1_000_000_000, reference_codec: str = "learned", encoder: str = "auto",
+                 target_kbps: float = 0.0, fps: float = 10.0):
         if not 1 <= quality <= model.levels:
             raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
         if gop < 1:
@@ -120,6 +122,9 @@ class StreamEncoder:
         if reference_codec not in REFERENCE_CODECS:
             raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
         self.model, self.quality, self.gop = model, quality, gop
+        # target-bitrate mode (kbit/s of the pair): the controller moves the quality knob of both
+        # layers at every key frame; ``fps`` is the frame rate until capture stamps tell it
+        self.rate = RateController(1000.0 * target_kbps, model.levels, fps, start=quality) if target_kbps else None
         self.reference_codec = reference_codec
         self.reference = make_reference(model.net, reference_codec, encoder)
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
@@ -182,11 +187,18 @@ class StreamEncoder:
         key = (force_key or self._force_key or self._prev is None or self._since_key >= self.gop
                or signature != self._signature)
         lo, hi = self._thermal_range(thermal, tfmt, key)
+        qp = None
+        if self.rate is not None:
+            if key:
+                self.rate.key_frame()
+                self.quality = self.rate.level
+                self._level = torch.tensor([self.quality - 1], device=self.model.device)
+            qp = self.rate.qp
         dev = self.model.device
         ref, dep = self._mod.split(to_tensor(rgb, dev), to_tensor(thermal, dev, lo, hi))
         net, level = self.model.net, self._level
         with codec_threads(dev):
-            cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality)
+            cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality, qp)
             if key:
                 d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
             else:
@@ -200,6 +212,8 @@ class StreamEncoder:
             reference_codec=self.reference_codec, reference_qp=cr.qp,
         )
         packet = write_packet(header, [*cr.sections, *d_str])
+        if self.rate is not None:
+            self.rate.frame_coded(8 * len(packet), stamp_ns)
         self._header = header
         self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat), signature, (lo, hi)
         self._since_key = 1 if key else self._since_key + 1

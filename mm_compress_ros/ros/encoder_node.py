@@ -92,6 +92,7 @@ class EncoderNode(Node):
         self.gop = int(p("gop", 10).value)
         self.reference_codec = p("reference_codec", DEFAULT_REFERENCE_CODEC).value
         self.video_encoder = p("video_encoder", "auto").value
+        self.target_kbps = float(p("target_kbps", 0.0).value)
         self.device = p("device", "auto").value
         resize = list(p("resize", [0, 0]).value)
         self.sync_queue_size = int(p("sync_queue_size", 10).value)
@@ -123,7 +124,8 @@ class EncoderNode(Node):
         t0 = time.monotonic()
         self.model = load_model(self.model_name, direction=self.direction, device=self.device)
         self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop,
-                                     reference_codec=self.reference_codec, encoder=self.video_encoder)
+                                     reference_codec=self.reference_codec, encoder=self.video_encoder,
+                                     target_kbps=self.target_kbps)
         self.get_logger().info(
             f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
             f"{self.reference_codec} (profile {self.encoder.profile}), quality {self.quality}, "
