@@ -10,7 +10,8 @@ learned profile's computation is unchanged by the reference layer); the script r
 made on other frames or with another model. Speed: medians per pair of encode and decode (both
 modalities), and the standard layer alone (libavcodec encode + decode of the RGB) in the same run.
 
-Writes docs/results/profiles.json and docs/results/profiles_rd.png. BD-rates: per modality (bits
+Writes docs/results/profiles.json, docs/results/profiles_rd.png and the "Profiles" section of
+docs/results.md (`make results` keeps it). BD-rates: per modality (bits
 of that modality against its PSNR) and for the pair (bits of both against the mean of the two PSNRs).
 """
 
@@ -38,6 +39,9 @@ from mm_compress_ros.eval.metrics import psnr  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences  # noqa: E402
 
 MODS = ("rgb", "thermal")
+# (name here, codec in rd.json): the anchors first, then the learned profile
+ANCHOR_CURVES = (("x265 low-delay P", "x265-video"), ("x265 intra", "x265-intra"), ("JPEG", "jpeg"),
+                 ("learned (mmvc-video)", "mmvc-video"))
 
 
 def measure_profile(model, seqs, codec: str, quality: int, gop: int) -> dict:
@@ -118,6 +122,66 @@ def plot(points_by_name: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def _fmt(v) -> str:
+    return f"{v:+.1f} %" if isinstance(v, (int, float)) else "no overlap"
+
+
+def render_markdown(res: dict) -> str:
+    """The "Profiles" section of docs/results.md (also used by benchmarks/results.py)."""
+    L = ["## Profiles: hybrid (RGB as H.264 / H.265) and fully learned\n",
+         f"Measured by `{res['command']}` on {', '.join(res['sequences'])}, the first "
+         f"{res['frames_per_sequence']} frames of each, GOP {res['gop']}. The hybrid profile codes RGB with a "
+         "low-delay standard codec (libx264 preset faster / libx265 preset superfast, tune zerolatency, "
+         "constant QP from the quality level) and thermal with the model given libavcodec's decode of "
+         "the RGB bytes; the learned profile and the anchors (x265 low-delay P, x265 intra, JPEG) are "
+         "the points of the tables above (same frames, same model). Seconds per pair: medians, one codec "
+         "thread, encoder and decoder in one process while the machine also ran tests.\n",
+         "| profile | level | RGB QP | RGB bpp | RGB PSNR | thermal bpp | thermal PSNR | encode s/pair | decode s/pair |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, pts in res["points"].items():
+        if not name.startswith(("hybrid", "learned")):
+            continue
+        for p in pts:
+            lv = p.get("quality", p.get("setting"))
+            L.append(f"| {name} | {lv} | {p.get('reference_qp', '-')} | {p['rgb']['bpp']:.3f} | {p['rgb']['psnr']:.2f} | "
+                     f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | "
+                     f"{p['encode_s_median']:.2f} | {p['decode_s_median']:.2f} |" if "encode_s_median" in p else
+                     f"| {name} | {lv} | - | {p['rgb']['bpp']:.3f} | {p['rgb']['psnr']:.2f} | "
+                     f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | - | - |")
+    L.append("\nBD-rate (PCHIP; negative = fewer bits at equal PSNR). Pair: bits of both modalities per RGB "
+             "pixel against the mean of the two PSNRs.\n")
+    L.append("| profile | against | RGB | thermal | pair |")
+    L.append("| --- | --- | ---: | ---: | ---: |")
+    for against, table in (*res["bd_rate_vs_anchors"].items(),
+                           ("learned profile", res["bd_rate_vs_learned_profile"])):
+        for name, row in table.items():
+            L.append(f"| {name} | {against} | {_fmt(row['rgb'])} | {_fmt(row['thermal'])} | {_fmt(row['pair'])} |")
+    lowdelay = res["bd_rate_vs_anchors"]["x265 low-delay P"]
+    ranked = sorted((v["pair"], k) for k, v in lowdelay.items() if isinstance(v["pair"], (int, float)))
+    if ranked:
+        L.append(f"\n**Measured winner (pair BD-rate against x265 low-delay P): {ranked[0][1]}** "
+                 f"({', '.join(f'{k} {v:+.1f} %' for v, k in ranked)}); the default profile "
+                 "(`DEFAULT_REFERENCE_CODEC` in codec/reference.py, config/encoder.yaml, README).")
+    L.append("\n![profiles](results/profiles_rd.png)\n")
+    return "\n".join(L) + "\n"
+
+
+def update_results_doc(res: dict, doc: Path) -> None:
+    """Puts the section into docs/results.md between its markers (before "## Reproduce")."""
+    text = doc.read_text()
+    section = f"{MARK_BEGIN}\n{render_markdown(res)}{MARK_END}\n"
+    if MARK_BEGIN in text:
+        a, b = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END) + 1
+        text = text[:a] + section + text[b:]
+    else:
+        i = text.index("## Reproduce")
+        text = text[:i] + section + "\n" + text[i:]
+    doc.write_text(text)
+
+
+MARK_BEGIN, MARK_END = "<!-- profiles: benchmarks/profiles.py -->", "<!-- /profiles -->"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "m3svd_seq"))
@@ -125,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quality", type=int, nargs="+", default=[1, 3, 6])
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--profiles", nargs="+", default=["h264", "h265"], choices=["h264", "h265", "learned"])
+    ap.add_argument("--rebuild", action="store_true",
+                    help="no measuring: BD tables, plot and doc section from the last run's --out file")
     ap.add_argument("--rd-json", default=str(REPO / "docs" / "results" / "rd.json"))
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "profiles.json"))
     ap.add_argument("--plot", default=str(REPO / "docs" / "results" / "profiles_rd.png"))
@@ -138,10 +204,14 @@ def main(argv=None) -> int:
     if rd["model"]["sha256"] != model.sha256 or rd["run"]["frames_per_sequence"] != args.frames:
         raise SystemExit(f"{args.rd_json} was made with another model or other frames; run `make results` first")
     points = {}
-    for name, key in (("x265 low-delay P", "x265-video"), ("learned (mmvc-video)", "mmvc-video")):
+    for name, key in ANCHOR_CURVES:
         points[name] = [p for p in rd["codecs"][key]["points"]
                         if key != "mmvc-video" or p["setting"] in args.quality]
     t0 = time.time()
+    if args.rebuild:  # the measured hybrid points of the last run, tables and doc made anew
+        old = json.loads(Path(args.out).read_text())
+        points.update({k: v for k, v in old["points"].items() if k.startswith("hybrid")})
+        args.profiles = []
     for codec in args.profiles:
         name = f"hybrid {codec}" if codec != "learned" else "learned (this run)"
         points[name] = []
@@ -149,15 +219,24 @@ def main(argv=None) -> int:
             p = measure_profile(model, seqs, codec, q, args.gop)
             points[name].append(p)
             print(json.dumps({"profile": codec, **{k: v for k, v in p.items()}}), flush=True)
-    bd = bd_table(points, "x265 low-delay P")
-    bd_vs_learned = bd_table({k: v for k, v in points.items() if k != "x265 low-delay P"}, "learned (mmvc-video)")
+    ours = [k for k in points if k.startswith(("hybrid", "learned"))]
+    bd = {a: bd_table({a: points[a], **{k: points[k] for k in ours}}, a) for a, _ in ANCHOR_CURVES[:3]}
+    bd_vs_learned = bd_table({k: points[k] for k in ours}, "learned (mmvc-video)")
+    if args.rebuild:
+        old.update(points=points, bd_rate_vs_anchors=bd, bd_rate_vs_learned_profile=bd_vs_learned)
+        old.pop("bd_rate_vs_x265_lowdelay_p", None)
+        Path(args.out).write_text(json.dumps(old, indent=1))
+        plot({k: points[k] for k in ("x265 low-delay P", *ours)}, Path(args.plot))
+        update_results_doc(old, REPO / "docs" / "results.md")
+        return 0
     res = {"data": args.data, "frames_per_sequence": args.frames, "sequences": [s.name for s in seqs],
            "gop": args.gop, "model_sha256": model.sha256, "seconds": round(time.time() - t0),
            "command": "benchmarks/profiles.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "points": points, "bd_rate_vs_x265_lowdelay_p": bd, "bd_rate_vs_learned_profile": bd_vs_learned}
+           "points": points, "bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}
     Path(args.out).write_text(json.dumps(res, indent=1))
-    plot(points, Path(args.plot))
-    print(json.dumps({"bd_rate_vs_x265_lowdelay_p": bd, "bd_rate_vs_learned_profile": bd_vs_learned}, indent=1))
+    plot({k: points[k] for k in ("x265 low-delay P", *ours)}, Path(args.plot))
+    update_results_doc(res, REPO / "docs" / "results.md")
+    print(json.dumps({"bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}, indent=1))
     return 0
 
 

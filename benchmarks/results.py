@@ -132,6 +132,13 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
         L.append(video_vs_intra(result))
         L.append("![per-frame bits and PSNR](results/video_gop.png)\n")
         L.append(gop_md.replace("![per-frame bits and PSNR](video_gop.png)\n", ""))
+    prof = Path(__file__).resolve().parents[1] / "docs" / "results" / "profiles.json"
+    if prof.is_file():  # the hybrid profile (benchmarks/profiles.py), when measured on this model
+        import profiles
+
+        pres = json.loads(prof.read_text())
+        if pres.get("model_sha256") == result.get("model", {}).get("sha256"):
+            L.append(f"{profiles.MARK_BEGIN}\n{profiles.render_markdown(pres)}{profiles.MARK_END}\n")
     L.append("## Reproduce\n")
     L.append(f"```\n{command}\n```\n")
     L.append("Tables only (any data, any crop): `mm-compress eval DATA --out DIR` "
