@@ -240,3 +240,27 @@ def test_a_model_trained_from_a_shipped_one_keeps_its_history_and_schedules(tmp_
     t = json.loads(m2.with_suffix(".json").read_text())["training"]
     assert [h["run"] for h in t["history"]] == ["first", "second"] and t["steps"] == 2
     assert t["schedule"] == "second: one step" and t["earlier_schedules"] == ["first: one step"]
+
+
+def test_dependent_codec_trains_on_standard_codec_references(tmp_path, capsys):
+    """--reference-codec h264,learned: steps alternate between libavcodec's decode of the RGB (at the
+    level's QP) and the learned reference; only the dependent codec's parameters move."""
+    from safetensors.torch import load_file
+
+    from mm_compress_ros.train.trainer import PARTS
+
+    dep = _tiny_run(tmp_path, "dep", "--stage", "dep", "--reference-codec", "h264,learned", steps=2)
+    lines = [json.loads(x) for x in (dep / "train.log").read_text().splitlines()]
+    assert "key_ref_bpp" not in lines[0] and lines[0]["key_ref_psnr"] > 20   # step 0: H.264 reference
+    assert "key_ref_bpp" in lines[1]                                          # step 1: the learned one
+    video = _tiny_run(tmp_path, "video", "--stage", "video", "--chain", "2", "--reference-codec", "h265",
+                      "--init", str(dep / "checkpoint.safetensors"))
+    line = json.loads((video / "train.log").read_text().splitlines()[-1])
+    assert line["p_ref_bpp"] == 0 and line["p2_ref_psnr"] > 20 and np.isfinite(line["loss"])
+    before, after = load_file(str(dep / "checkpoint.safetensors")), load_file(str(video / "checkpoint.safetensors"))
+    moved = {k[6:] for k in after if k.startswith("model/") and not np.array_equal(after[k].numpy(), before[k].numpy())}
+    assert moved and all(k.startswith(PARTS["video"]) for k in moved)
+    assert not any(k.startswith(("ref_temporal.", "ref_inter.")) for k in moved if not k.endswith("quantiles"))
+    assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(tmp_path / "bad"), "--limit", "3",
+                 "--stage", "ref", "--reference-codec", "h264", "--steps", "1"]) == 2
+    assert "stages dep and video only" in capsys.readouterr().err
