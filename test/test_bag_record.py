@@ -13,9 +13,10 @@ import pytest
 
 from conftest import DATA_ROOT, start_launch, wait_for_log
 
-from mm_compress_ros.bag.bagio import open_reader, stamp_ns
+from mm_compress_ros.bag.bagio import open_reader
 from mm_compress_ros.bag.transcode import decode_bag
 from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, full_msgdef_from_files, typestore
+from mm_compress_ros.io.ros_image import stamp_to_ns
 
 pytestmark = pytest.mark.ros
 
@@ -78,7 +79,7 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
                 encoded.append(store.deserialize_cdr(data, ENCODED_FRAME))
             else:
                 m = store.deserialize_cdr(data, IMAGE)
-                (raw_rgb if c.topic == "/rgb/image" else raw_th)[stamp_ns(m.header.stamp)] = m
+                (raw_rgb if c.topic == "/rgb/image" else raw_th)[stamp_to_ns(m.header.stamp)] = m
     finally:
         r.close()
     assert result["messages"]["/encoded"] == len(encoded)
@@ -87,7 +88,7 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
     assert [m.sequence for m in encoded] == list(range(len(encoded)))
     assert encoded[0].frame_type == 0
     for m in encoded:
-        assert stamp_ns(m.header.stamp) in raw_rgb and stamp_ns(m.thermal_stamp) in raw_th
+        assert stamp_to_ns(m.header.stamp) in raw_rgb and stamp_to_ns(m.thermal_stamp) in raw_th
         assert (m.header.frame_id, m.thermal_frame_id) == ("rgb_optical_frame", "thermal_optical_frame")
         assert (m.rgb_encoding, m.thermal_encoding) == ("bgr8", "mono16")
 
@@ -107,8 +108,8 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
         r.close()
     assert got["/rgb/image"] == len(raw_rgb) and got["/thermal/image"] == len(raw_th)
     for e, rgb, th in zip(encoded, got["/decoded/rgb"], got["/decoded/thermal"]):
-        assert stamp_ns(rgb.header.stamp) == stamp_ns(e.header.stamp)
-        assert stamp_ns(th.header.stamp) == stamp_ns(e.thermal_stamp)
+        assert stamp_to_ns(rgb.header.stamp) == stamp_to_ns(e.header.stamp)
+        assert stamp_to_ns(th.header.stamp) == stamp_to_ns(e.thermal_stamp)
         assert (rgb.header.frame_id, rgb.encoding, rgb.width, rgb.height) == ("rgb_optical_frame", "bgr8", W, H)
         assert (th.header.frame_id, th.encoding, th.width, th.height) == ("thermal_optical_frame", "mono16", W, H)
     # Bit-exact: what the codec's own decoder makes of the recorded packets (no loss added by
@@ -122,7 +123,7 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
         pair = dec.decode(e.data.tobytes())
         assert np.array_equal(image_to_numpy(rgb), pair.rgb)
         assert np.array_equal(image_to_numpy(th), pair.thermal)
-        assert image_to_numpy(th).shape == image_to_numpy(raw_th[stamp_ns(e.thermal_stamp)]).shape
+        assert image_to_numpy(th).shape == image_to_numpy(raw_th[stamp_to_ns(e.thermal_stamp)]).shape
 
 
 def test_record_duration_and_discovery_timeout(ros, tmp_path):

@@ -22,12 +22,13 @@ import pytest
 
 from codec_fixtures import crop_pair, psnr
 
-from mm_compress_ros.bag.bagio import make_image, open_reader, stamp_ns
+from mm_compress_ros.bag.bagio import make_image, open_reader
 from mm_compress_ros.bag.foxglove import VIDEO_SUFFIX, FoxgloveWriter
 from mm_compress_ros.bag.rawbag import write_raw_bag
 from mm_compress_ros.bag.types import (COMPRESSED_VIDEO, COMPRESSED_VIDEO_MSG, ENCODED_FRAME, IMAGE,
                                        full_msgdef_from_files, typestore)
 from mm_compress_ros.cli import main as cli_main
+from mm_compress_ros.io.ros_image import stamp_to_ns
 
 pytestmark = pytest.mark.needs_data
 
@@ -180,7 +181,7 @@ def check_foxglove_mcap(x: SimpleNamespace) -> None:
 
     video = [decoded for _, _, _, decoded in topics[x.video_topic]]
     assert len(video) == N
-    assert [stamp_ns(v.timestamp) for v in video] == x.video_stamps  # capture stamps, not record times
+    assert [stamp_to_ns(v.timestamp) for v in video] == x.video_stamps  # capture stamps, not record times
     assert {v.frame_id for v in video} == {x.video_frame_id}
     assert {v.format for v in video} == {x.fmt}
     units = [bytes(v.data) for v in video]
@@ -213,7 +214,7 @@ def check_foxglove_mcap(x: SimpleNamespace) -> None:
 
     images = [decoded for _, _, _, decoded in topics[x.image_topic]]
     assert len(images) == N
-    assert [stamp_ns(m.header.stamp) for m in images] == x.image_stamps
+    assert [stamp_to_ns(m.header.stamp) for m in images] == x.image_stamps
     assert {m.header.frame_id for m in images} == {x.image_frame_id}
     for m, ref in zip(images, x.expected_thermal):
         assert (m.encoding, m.height, m.width) == (x.image_encoding, *ref.shape[:2])
