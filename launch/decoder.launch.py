@@ -1,8 +1,10 @@
 """Launch decoder_node with config/decoder.yaml (ros2 launch mm_compress_ros decoder.launch.py).
 
 Launch arguments: params_file, namespace, encoded_topic, rgb_topic, thermal_topic (the decoded
-outputs), fastdds_profile. The node table below is plain data: test/test_launch_mirror.py starts
-the same executables with the same parameter files and remappings as separate processes.
+outputs), fastdds_profile. The node table below is plain data: mm_compress_ros/ros/launch_table.py
+starts the same executables with the same parameter files and remappings as separate processes
+(make demo; the tests through test/conftest.py::start_launch);
+test/test_launch_files.py::test_node_table_executables_parameters_and_remappings checks the table.
 """
 import os
 

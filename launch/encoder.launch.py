@@ -1,8 +1,10 @@
 """Launch encoder_node with config/encoder.yaml (ros2 launch mm_compress_ros encoder.launch.py).
 
 Launch arguments: params_file, namespace, rgb_topic, thermal_topic, encoded_topic,
-fastdds_profile. The node table below is plain data: test/test_launch_mirror.py starts the same
-executables with the same parameter files and remappings as separate processes.
+fastdds_profile. The node table below is plain data: mm_compress_ros/ros/launch_table.py starts the
+same executables with the same parameter files and remappings as separate processes (make demo;
+the tests through test/conftest.py::start_launch);
+test/test_launch_files.py::test_node_table_executables_parameters_and_remappings checks the table.
 """
 import os
 

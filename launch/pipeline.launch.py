@@ -5,8 +5,10 @@
 
 Topics: rgb/image + thermal/image (input) -> encoded -> decoded/rgb/image + decoded/thermal/image.
 Launch arguments: path, device, namespace, fastdds_profile. The node table below is plain data:
-test/test_launch_mirror.py starts the same executables with the same parameter files, remappings
-and launch-argument defaults as separate processes.
+mm_compress_ros/ros/launch_table.py starts the same executables with the same parameter files,
+remappings and launch-argument defaults as separate processes (make demo; the tests through
+test/conftest.py::start_launch); test/test_launch_files.py checks the table
+(test_node_table_executables_parameters_and_remappings, test_pipeline_topics_connect).
 """
 import os
 

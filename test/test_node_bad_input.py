@@ -1,6 +1,7 @@
 """Bad input at the encoder node, over real DDS: a publisher process (test/procs/bad_input_pub.py)
-sends unsupported encodings, truncated image data, a size change mid-stream, RGB without thermal for 3.5 s, a pair
-stamped before the last encoded one and a clock reset (stamps 20 s back) to the real encoder_node;
+sends RGB images for 2.5 s before the first thermal image, unsupported encodings, truncated image
+data, a size change mid-stream, RGB without thermal for 3.5 s, a pair stamped before the last
+encoded one and a clock reset (stamps 20 s back) to the real encoder_node;
 the real decoder_node decodes; pipeline_monitor records what is on the wire. The encoder must stay
 up, say what happened in its log, and resume encoding after each case; the decoded images follow
 the size change. docs/reliability.md, "Bad input at the nodes"."""
@@ -56,6 +57,9 @@ def test_encoder_survives_and_reports_bad_input(ros, tmp_path):
     assert "?" not in by_phase, (phases, logs)
     # The encoder numbers its output without gaps whatever came in between.
     assert [e["sequence"] for e in enc] == list(range(len(enc))), phases
+
+    # Thermal missing before its first image: said, and the first thermal image is taken in stride.
+    assert "no thermal image received yet" in enc_log, enc_log[-3000:]
 
     # Unsupported encodings: nothing encoded, a clear log line, counted; encoding resumes after.
     assert "unsupported" not in by_phase, phases

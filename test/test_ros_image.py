@@ -146,6 +146,30 @@ def test_channel_order_helpers():
         to_rgb(rgb, "mono8")
 
 
+def test_encoded_frame_with_rclpy_messages():
+    """The EncodedFrame bridge (mm_compress_ros.io.encoded_frame) with the rclpy classes the nodes use
+    (test_session.py runs it with rosbags messages, real packets and decoded images)."""
+    from std_msgs.msg import Header
+
+    from mm_compress_ros.codec.session import PairResult
+    from mm_compress_ros.io.encoded_frame import encoded_frame, modality_header
+
+    EncodedFrame = pytest.importorskip("mm_compress_ros.msg", reason="the colcon build's message").EncodedFrame
+    rgb_msg = numpy_to_image(_rand((4, 6, 3), np.uint8), "bgr8", header=Header(frame_id="rgb_optical"))
+    rgb_msg.header.stamp.sec, rgb_msg.header.stamp.nanosec = 7, 8
+    th_msg = numpy_to_image(_rand((2, 3), np.uint16), "16UC1", header=Header(frame_id="lwir"))
+    th_msg.header.stamp.sec, th_msg.header.stamp.nanosec = 7, 9
+    result = PairResult(packet=b"\x01\x02\x03", frame_type="predicted", sequence=41, codec="mmvc", quality=5)
+    msg = encoded_frame(EncodedFrame, rgb_msg, th_msg, result, data=result.packet)
+    assert msg.header == rgb_msg.header and msg.thermal_stamp == th_msg.header.stamp
+    assert (msg.thermal_frame_id, msg.rgb_encoding, msg.thermal_encoding) == ("lwir", "bgr8", "16UC1")
+    assert (msg.sequence, msg.frame_type, msg.codec, msg.quality) == (41, EncodedFrame.FRAME_PREDICTED, "mmvc", 5)
+    assert bytes(msg.data) == b"\x01\x02\x03"
+    # The decoded images' headers (decoded_image takes them from here): each modality its own.
+    assert modality_header(msg, "rgb") == (rgb_msg.header.stamp, "rgb_optical")
+    assert modality_header(msg, "thermal") == (th_msg.header.stamp, "lwir")
+
+
 def test_module_does_not_import_rclpy():
     code = ("import sys, mm_compress_ros.io.ros_image as m, numpy as np; "
             "m.numpy_to_image(np.zeros((1, 1), np.uint8), 'mono8'); "

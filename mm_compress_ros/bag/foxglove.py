@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bagio import BagError, BagWriter, iter_messages, make_header, topics_of
+from ..io.encoded_frame import decoded_image, modality_header
+from .bagio import BagError, BagWriter, iter_messages, make_header, make_image, topics_of
 from .types import COMPRESSED_VIDEO, ENCODED_FRAME, IMAGE, typestore
 
 VIDEO_FORMATS = ("h264", "h265")      # reference codecs with a video layer; CompressedVideo.format
@@ -36,10 +37,9 @@ def reference_video(packet: bytes) -> tuple[object, str | None, bytes | None]:
     from ..codec.packet import read_packet
 
     header, sections = read_packet(packet)
-    fmt = getattr(header, "reference_codec", "learned")  # format-1 packets are all learned
-    if fmt not in VIDEO_FORMATS:
+    if header.reference_codec not in VIDEO_FORMATS:
         return header, None, None
-    return header, fmt, sections[0]
+    return header, header.reference_codec, sections[0]
 
 
 def nal_unit_types(data: bytes, fmt: str) -> list[int]:
@@ -61,14 +61,6 @@ def key_frame_problem(data: bytes, fmt: str) -> str | None:
     if not types & _KEY_PICTURES[fmt]:
         return "no IDR picture" if fmt == "h264" else "no IRAP picture"
     return None
-
-
-def reference_stamp(msg, direction: str) -> tuple[object, str]:
-    """(stamp, frame_id) of the reference modality of an EncodedFrame (RGB: the header; thermal:
-    thermal_stamp and thermal_frame_id)."""
-    if REFERENCE[direction] == "rgb":
-        return msg.header.stamp, msg.header.frame_id
-    return msg.thermal_stamp, msg.thermal_frame_id
 
 
 def no_video_error(direction: str) -> BagError:
@@ -146,7 +138,7 @@ class FoxgloveSink(FoxgloveWriter):
 
     def __init__(self, target: Path, reader, conns, skip_ids, rgb_topic: str, thermal_topic: str, path=""):
         first = _first_header(reader, conns, path)
-        if first is not None and getattr(first, "reference_codec", "learned") not in VIDEO_FORMATS:
+        if first is not None and first.reference_codec not in VIDEO_FORMATS:
             raise no_video_error(first.direction)
         super().__init__(target)
         self.topics = {"rgb": rgb_topic, "thermal": thermal_topic}
@@ -158,8 +150,6 @@ class FoxgloveSink(FoxgloveWriter):
         self.w.write(self.copies[conn.id], ts, raw)
 
     def frame(self, ts, msg, pair, n):
-        from .transcode import decoded_image
-
         header, fmt, au = reference_video(msg.data.tobytes())
         if fmt is None:
             raise no_video_error(header.direction)
@@ -175,7 +165,7 @@ class FoxgloveSink(FoxgloveWriter):
         elif (fmt, header.direction) != (self.format, self.direction):
             raise BagError(f"sequence {msg.sequence}: the stream changed from {self.format}/{self.direction} "
                            f"to {fmt}/{header.direction}; one video topic holds one stream")
-        stamp, frame_id = reference_stamp(msg, header.direction)
+        stamp, frame_id = modality_header(msg, REFERENCE[header.direction])
         self.write_video(ts, au, header.frame_type_name == "key", stamp, frame_id, f"sequence {msg.sequence}: ")
         dependent = "thermal" if REFERENCE[header.direction] == "rgb" else "rgb"
-        self.write_image(ts, decoded_image(self.store, msg, pair, dependent))
+        self.write_image(ts, make_image(self.store, *decoded_image(msg, pair, dependent)))

@@ -3,25 +3,28 @@ bag -> raw-image bag, PNG frames or a side-by-side review video (``decode_bag``)
 
 Encoding pairs RGB and thermal images with the project's approximate-time synchronizer (the same
 policy and defaults as encoder_node) in the bag's record order, codes each pair with
-:class:`~mm_compress_ros.codec.stream.StreamEncoder` and writes one
-``mm_compress_ros/msg/EncodedFrame`` per pair with the RGB header (stamp, frame_id), the thermal
-stamp and frame_id, both encodings, the sequence number (+1 per frame, from 0), the frame type,
-the model id and the quality: the message encoder_node publishes. Its record time is the record
+:class:`~mm_compress_ros.codec.session.PairEncoder` (encoder_node's stream: the same key frames
+after stamp gaps and clock resets, the same stale pairs skipped) and writes one
+``mm_compress_ros/msg/EncodedFrame`` per encoded pair with the RGB header (stamp, frame_id), the
+thermal stamp and frame_id, both encodings, the sequence number (+1 per frame, from 0), the frame
+type, the model id and the quality: the message encoder_node publishes
+(:func:`mm_compress_ros.io.encoded_frame.encoded_frame`). Its record time is the record
 time of the message that completed the pair (as if recorded live behind the encoder). All other
 topics are copied through byte for byte, with their definitions, hashes and QoS.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, from_rgb, image_to_numpy, stamp_to_ns, to_rgb
+from ..io.encoded_frame import decoded_image, encoded_frame
+from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, stamp_to_ns, to_rgb
 from ..ros.synchronizer import ApproximateTimeSynchronizer
 from .bagio import (BagError, bag_output, custom_data, describe_topics, image_connection, iter_messages,
-                    make_header, make_image, open_reader, staged_path, topics_of)
+                    make_image, open_reader, staged_path, topics_of)
 from .types import ENCODED_FRAME, IMAGE, typestore
 
 # Defaults of encoder_node (config/encoder.yaml): the same pairing offline and live.
@@ -41,8 +44,6 @@ def _progress(total, desc, quiet):
 
 @dataclass
 class EncodeStats:
-    pairs: int = 0
-    key_frames: int = 0
     rgb_in: int = 0
     thermal_in: int = 0
     copied: int = 0
@@ -50,7 +51,6 @@ class EncodeStats:
     encoded_bytes: int = 0
     packet_bytes: int = 0
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int = 3, gop: int = 10,
@@ -59,7 +59,7 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
                reference_codec: str = "learned", encoder: str = "auto", target_kbps: float = 0.0) -> dict:
     """Raw-image bag ``inp`` -> compressed bag ``out``. ``model`` is a loaded model
     (:func:`mm_compress_ros.codec.zoo.load_model`); ``reference_codec`` picks the profile."""
-    from ..codec.stream import StreamEncoder
+    from ..codec.session import PairEncoder
 
     if rgb_topic == thermal_topic:
         raise BagError("--rgb-topic and --thermal-topic must differ")
@@ -67,7 +67,7 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
     EncodedFrame = store.types[ENCODED_FRAME]
     if target_kbps < 0:
         raise BagError("--target-kbps must be >= 0")
-    enc = StreamEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
+    pairs = PairEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
                         target_kbps=target_kbps)
     st = EncodeStats()
     t0 = time.perf_counter()
@@ -109,40 +109,30 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
                         raise BagError(f"{thermal_topic}: encoding {msg.encoding!r} is not one of "
                                        f"{', '.join(THERMAL_ENCODINGS)}")
                 for rgb_msg, th_msg in sync.add(side, stamp_to_ns(msg.header.stamp), msg):
-                    rgb = to_rgb(image_to_numpy(rgb_msg), rgb_msg.encoding)
-                    th = image_to_numpy(th_msg)
-                    packet = enc.encode(rgb, th, rgb_format=rgb_msg.encoding,
-                                        thermal_format=th_msg.encoding,
-                                        stamp_ns=stamp_to_ns(rgb_msg.header.stamp))
-                    key = enc.last_frame_type == "key"
-                    out_msg = EncodedFrame(
-                        header=make_header(store, rgb_msg.header.stamp, rgb_msg.header.frame_id),
-                        thermal_stamp=make_header(store, th_msg.header.stamp, "").stamp,
-                        thermal_frame_id=th_msg.header.frame_id,
-                        rgb_encoding=rgb_msg.encoding, thermal_encoding=th_msg.encoding,
-                        sequence=st.pairs,
-                        frame_type=EncodedFrame.FRAME_KEY if key else EncodedFrame.FRAME_PREDICTED,
-                        codec=model.model_id, quality=quality,
-                        data=np.frombuffer(packet, dtype=np.uint8))
+                    res = pairs.encode(rgb_msg, th_msg)  # encodings checked above: only a stale pair is skipped
+                    if res.packet is None:
+                        continue
+                    out_msg = encoded_frame(EncodedFrame, rgb_msg, th_msg, res,
+                                            data=np.frombuffer(res.packet, dtype=np.uint8))
                     data = store.serialize_cdr(out_msg, ENCODED_FRAME)
                     w.write(enc_conn, ts, data)
-                    st.pairs += 1
-                    st.key_frames += key
                     st.encoded_bytes += len(data)
-                    st.packet_bytes += len(packet)
-                    bar.set_postfix(pairs=st.pairs, refresh=False)
+                    st.packet_bytes += len(res.packet)
+                    bar.set_postfix(pairs=pairs.counts.pairs, refresh=False)
             bar.close()
             if st.rgb_in == 0 or st.thermal_in == 0:
                 raise BagError(f"no messages on {rgb_topic if st.rgb_in == 0 else thermal_topic}")
-            if st.pairs == 0:
+            if pairs.counts.pairs == 0:
                 raise BagError(f"no RGB and thermal images within {slop} s of each other "
                                f"({st.rgb_in} RGB, {st.thermal_in} thermal); try a larger --slop")
     finally:
         reader.close()
     st.seconds = time.perf_counter() - t0
-    return {"out": str(out), "pairs": st.pairs, "key_frames": st.key_frames,
-            "rgb_messages": st.rgb_in, "thermal_messages": st.thermal_in,
-            "unpaired_rgb": st.rgb_in - st.pairs, "unpaired_thermal": st.thermal_in - st.pairs,
+    c = pairs.counts
+    paired = c.pairs + c.stale
+    return {"out": str(out), "pairs": c.pairs, "key_frames": c.key_frames, "stale_pairs": c.stale,
+            "clock_resets": c.clock_resets, "rgb_messages": st.rgb_in, "thermal_messages": st.thermal_in,
+            "unpaired_rgb": st.rgb_in - paired, "unpaired_thermal": st.thermal_in - paired,
             "copied_messages": st.copied, "raw_image_bytes": st.raw_image_bytes,
             "encoded_bytes": st.encoded_bytes, "packet_bytes": st.packet_bytes,
             "ratio": round(st.raw_image_bytes / max(st.encoded_bytes, 1), 2),
@@ -200,28 +190,6 @@ class _Model:
         return self.decoder
 
 
-def output_encodings(msg, pair) -> tuple[str, str]:
-    """The encodings to republish in: the message's (the inputs' encodings), unless they do not
-    fit the decoded pixels (then the packet's formats)."""
-    rgb_enc = msg.rgb_encoding if msg.rgb_encoding in COLOR_ENCODINGS else pair.rgb_format
-    th_enc = msg.thermal_encoding
-    if th_enc not in THERMAL_ENCODINGS or (th_enc == "mono8") != (pair.thermal.dtype == np.uint8):
-        th_enc = pair.thermal_format if pair.thermal_format in THERMAL_ENCODINGS else (
-            "mono8" if pair.thermal.dtype == np.uint8 else "mono16")
-    return rgb_enc, th_enc
-
-
-def decoded_image(store, msg, pair, modality: str):
-    """The decoded ``modality`` ("rgb" or "thermal") of ``pair`` as a sensor_msgs/Image with the
-    original header (RGB: the message header; thermal: thermal_stamp / thermal_frame_id) and
-    encoding (:func:`output_encodings`)."""
-    rgb_enc, th_enc = output_encodings(msg, pair)
-    if modality == "rgb":
-        rgb = from_rgb(to_rgb(pair.rgb, pair.rgb_format), rgb_enc)
-        return make_image(store, rgb, rgb_enc, msg.header.stamp, msg.header.frame_id)
-    return make_image(store, pair.thermal, th_enc, msg.thermal_stamp, msg.thermal_frame_id)
-
-
 class _BagSink:
     def __init__(self, w, reader, skip_ids, rgb_topic, thermal_topic):
         self.w = w
@@ -234,8 +202,9 @@ class _BagSink:
         self.w.write(self.copies[conn.id], ts, raw)
 
     def frame(self, ts, msg, pair, n):
-        self.w.write_msg(self.rgb, ts, decoded_image(self.store, msg, pair, "rgb"))
-        self.w.write_msg(self.th, ts, decoded_image(self.store, msg, pair, "thermal"))
+        """The decoded images with their inputs' headers and encodings (mm_compress_ros.io.encoded_frame)."""
+        for conn, modality in ((self.rgb, "rgb"), (self.th, "thermal")):
+            self.w.write_msg(conn, ts, make_image(self.store, *decoded_image(msg, pair, modality)))
 
 
 class _FramesSink:

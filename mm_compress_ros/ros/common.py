@@ -1,4 +1,4 @@
-"""Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics)."""
+"""Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics, diagnostics)."""
 from __future__ import annotations
 
 import collections
@@ -19,6 +19,21 @@ def make_qos(reliability: str, depth: int) -> QoSProfile:
         raise ValueError(f"reliability must be 'best_effort' or 'reliable', not {reliability!r}")
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(1, int(depth)),
                       reliability=rel, durability=DurabilityPolicy.VOLATILE)
+
+
+def diagnostics(node, role: str, hardware_id: str, level: str, message: str, values: dict):
+    """A diagnostic_msgs/DiagnosticArray with one status ``<node's full name>: <role>`` stamped now:
+    ``level`` ok | warn | error, ``values`` as key/values (floats with 3 decimals)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    levels = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN, "error": DiagnosticStatus.ERROR}
+    status = DiagnosticStatus(name=f"{node.get_fully_qualified_name()}: {role}", hardware_id=hardware_id,
+                              level=levels[level], message=message)
+    status.values = [KeyValue(key=k, value=(f"{v:.3f}" if isinstance(v, float) else str(v)))
+                     for k, v in values.items()]
+    arr = DiagnosticArray(status=[status])
+    arr.header.stamp = node.get_clock().now().to_msg()
+    return arr
 
 
 class Window:

@@ -1,8 +1,9 @@
 """decoder_node: decodes mm_compress_ros/msg/EncodedFrame back into two sensor_msgs/Image topics.
 
 Subscribes ``encoded``; publishes ``rgb/image`` and ``thermal/image`` (remappable) with the
-original stamps, frame_ids and encodings carried by each EncodedFrame (mono16 comes back as
-mono16, bgr8 as bgr8): what rviz2, rqt_image_view and perception nodes consume.
+original stamps and frame_ids carried by each EncodedFrame and the original encodings its packet
+records (mono16 comes back as mono16, bgr8 as bgr8; the rules: mm_compress_ros.io.encoded_frame,
+shared with ``bag decode``): what rviz2, rqt_image_view and perception nodes consume.
 
 Robustness: a jump in ``sequence`` (lost messages), a corrupt packet or a predicted frame without
 its reference puts the decoder into "waiting for a key frame": it publishes nothing until the next
@@ -27,34 +28,16 @@ import sys
 import threading
 import time
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, numpy_to_image
+from mm_compress_ros.io.encoded_frame import decoded_image, modality_header
+from mm_compress_ros.io.ros_image import numpy_to_image, stamp_to_ns
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
-from mm_compress_ros.io.ros_image import stamp_to_ns
-
-
-def thermal_as(arr: np.ndarray, encoding: str) -> np.ndarray:
-    """A decoded thermal frame in the dtype of its original encoding."""
-    arr = np.asarray(arr)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    want = np.uint16 if encoding in ("mono16", "16UC1") else np.uint8
-    if arr.dtype == want:
-        return np.ascontiguousarray(arr)
-    if arr.dtype.kind == "f":  # normalised [0, 1]
-        return (np.clip(arr, 0.0, 1.0) * np.iinfo(want).max).round().astype(want)
-    if arr.dtype == np.uint8 and want == np.uint16:
-        return arr.astype(np.uint16) * np.uint16(257)
-    if arr.dtype == np.uint16 and want == np.uint8:
-        return (arr >> 8).astype(np.uint8)
-    return np.clip(arr, 0, np.iinfo(want).max).astype(want)
+from mm_compress_ros.ros.common import Window, diagnostics, make_qos, mean, percentile, spin_node
 
 
 class DecoderNode(Node):
@@ -258,7 +241,7 @@ class DecoderNode(Node):
                     self.get_logger().info(f"key frame at sequence {seq}: decoding again")
                 self.waiting_for_key = False
                 self._want_key = False
-        self._publish(msg, header, pair)
+        self._publish(msg, pair)
         if self.pub_video:
             self._publish_video(msg, data)
         now_ns = self.get_clock().now().nanoseconds
@@ -278,33 +261,23 @@ class DecoderNode(Node):
         self.decoder = self._StreamDecoder(self.model)  # its state may be half-updated
         self._need_key("corrupt packet")
 
-    def _publish(self, msg: EncodedFrame, header, pair):
-        # The packet records the original pixel formats and the decoder hands the RGB frame back
-        # in that channel order already; the message's copies are the fallback.
-        rgb_enc = getattr(pair, "rgb_format", None) or msg.rgb_encoding
-        th_enc = getattr(pair, "thermal_format", None) or msg.thermal_encoding
-        if rgb_enc not in COLOR_ENCODINGS:
-            rgb_enc = "rgb8"
-        if th_enc not in THERMAL_ENCODINGS:
-            th_enc = "mono16" if np.asarray(pair.thermal).dtype == np.uint16 else "mono8"
-        rgb = np.ascontiguousarray(np.asarray(pair.rgb), dtype=np.uint8)
-        rgb_msg = numpy_to_image(rgb, rgb_enc, header=msg.header)
-        th_header = Header(stamp=msg.thermal_stamp, frame_id=msg.thermal_frame_id)
-        th_msg = numpy_to_image(thermal_as(pair.thermal, th_enc), th_enc, header=th_header)
-        self.pub_rgb.publish(rgb_msg)
-        self.pub_th.publish(th_msg)
+    def _publish(self, msg: EncodedFrame, pair):
+        """The decoded images with their inputs' headers and encodings (mm_compress_ros.io.encoded_frame)."""
+        for modality, pub in (("rgb", self.pub_rgb), ("thermal", self.pub_th)):
+            pixels, encoding, stamp, frame_id = decoded_image(msg, pair, modality)
+            pub.publish(numpy_to_image(pixels, encoding, header=Header(stamp=stamp, frame_id=frame_id)))
 
     def _publish_video(self, msg: EncodedFrame, data: bytes):
         """The packet's reference-layer access unit as a CompressedVideo (capture stamp and frame_id
         of the reference modality); nothing for a learned reference layer."""
-        from mm_compress_ros.bag.foxglove import REFERENCE, reference_stamp, reference_video
+        from mm_compress_ros.bag.foxglove import REFERENCE, reference_video
 
         header, fmt, au = reference_video(data)
         if fmt is None:
             self.get_logger().warning("foxglove_video: the stream's reference layer is coded by the learned "
                                       "codec: no video to publish", throttle_duration_sec=60.0)
             return
-        stamp, frame_id = reference_stamp(msg, header.direction)
+        stamp, frame_id = modality_header(msg, REFERENCE[header.direction])
         out = self._CompressedVideo()
         out.timestamp, out.frame_id, out.format = stamp, frame_id, fmt
         out.data = array.array("B", au)  # the fast path of a uint8[] field
@@ -338,21 +311,13 @@ class DecoderNode(Node):
 
     def _publish_diagnostics(self):
         s = self.stats()
-        status = DiagnosticStatus()
-        status.name = f"{self.get_fully_qualified_name()}: decoder"
-        status.hardware_id = self._model_key[0]
         if s["waiting_for_key"] and s["received"]:
-            status.level, status.message = DiagnosticStatus.WARN, "waiting for a key frame"
+            level, message = "warn", "waiting for a key frame"
         elif s["corrupt"] or s["lost"] or s["overflow_drops"]:
-            status.level, status.message = DiagnosticStatus.WARN, "decoding (packets were lost or corrupt)"
+            level, message = "warn", "decoding (packets were lost or corrupt)"
         else:
-            status.level, status.message = DiagnosticStatus.OK, "decoding"
-        status.values = [KeyValue(key=k, value=(f"{v:.3f}" if isinstance(v, float) else str(v)))
-                         for k, v in s.items()]
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [status]
-        self.diag_pub.publish(arr)
+            level, message = "ok", "decoding"
+        self.diag_pub.publish(diagnostics(self, "decoder", self._model_key[0], level, message, s))
 
     def destroy_node(self):
         self._stop.set()

@@ -15,9 +15,13 @@ drop: there is no queue to grow, and latency stays bounded by about one encode t
 dropped through the same slot, and counted).
 
 Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) call, when a
-new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``), when the input size or
-encoding changes, and when capture stamps jump more than 1 s ahead or go back (the codec gets each
-pair's capture stamp).
+new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``), after an encoding error,
+when the input size or encoding changes, and when capture stamps jump more than 1 s ahead or go
+back more than 1 s.
+
+The stream itself (resize, the per-pair decisions, key frames, counts) is
+:class:`mm_compress_ros.codec.session.PairEncoder`, the same as ``bag encode``'s; this node adds the
+ROS around it: QoS, synchronizer, the keep-newest slot, publishing, logs, diagnostics, service.
 
 Bad input (docs/reliability.md, "Bad input at the nodes"), each with a throttled log line and no
 exception out of a callback: unsupported encodings (the pair is skipped and counted), a size or
@@ -36,20 +40,23 @@ import sys
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, image_to_numpy, to_rgb
-from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, make_qos, mean, percentile, spin_node
+from mm_compress_ros.io.encoded_frame import encoded_frame
 from mm_compress_ros.io.ros_image import stamp_to_ns
+from mm_compress_ros.msg import EncodedFrame
+from mm_compress_ros.ros.common import Window, diagnostics, make_qos, mean, percentile, spin_node
 from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer
 
-FRAME_TYPES = {"key": EncodedFrame.FRAME_KEY, "predicted": EncodedFrame.FRAME_PREDICTED}
 MISSING_INPUT_S = 2.0      # one input silent this long while the other keeps coming: warn
 WARN_PERIOD_S = 5.0        # repeat a bad-input warning at most this often
+# How the pair encoder's notes (mm_compress_ros.codec.session) are logged: level, and the least
+# time in seconds between two lines of one kind.
+NOTE_LOG = {"stale": ("warning", WARN_PERIOD_S), "unsupported": ("error", WARN_PERIOD_S),
+            "clock_reset": ("warning", 0.0), "stamp_jump": ("info", 1.0), "input_changed": ("warning", 1.0)}
 
 
 class LatestSlot:
@@ -115,7 +122,7 @@ class EncoderNode(Node):
 
         import torch
 
-        from mm_compress_ros.codec.stream import StreamEncoder
+        from mm_compress_ros.codec.session import PairEncoder
         from mm_compress_ros.codec.zoo import load_model
 
         if self.torch_threads > 0:
@@ -123,32 +130,28 @@ class EncoderNode(Node):
 
         t0 = time.monotonic()
         self.model = load_model(self.model_name, direction=self.direction, device=self.device)
-        self.encoder = StreamEncoder(self.model, quality=self.quality, gop=self.gop,
-                                     reference_codec=self.reference_codec, encoder=self.video_encoder,
-                                     target_kbps=self.target_kbps)
+        # The stream state and the per-pair decisions (stale pairs, clock resets, stamp gaps, input
+        # changes, resize, key frames) are the pair encoder's; this node adds the ROS around it.
+        self.pairs = PairEncoder(self.model, resize=self.resize, quality=self.quality, gop=self.gop,
+                                 reference_codec=self.reference_codec, encoder=self.video_encoder,
+                                 target_kbps=self.target_kbps)
         self.get_logger().info(
             f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
-            f"{self.reference_codec} (profile {self.encoder.profile}), quality {self.quality}, "
+            f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
 
-        # Statistics (written by the worker and the callbacks, read by the timers).
-        self.sequence = 0
-        self.frames = 0
-        self.key_frames = 0
+        # Statistics (written by the worker and the callbacks, read by the timers); the pair
+        # encoder counts the pairs it encodes or skips (self.pairs.counts).
         self.drops = 0                 # synchronized pairs replaced in the slot before encoding
-        self.stale = 0                 # pairs older than the last encoded one (out-of-order input)
         self.errors = 0
-        self.unsupported = 0
         self.key_requests = 0
         self._enc_ms = Window(10.0)
         self._bits = Window(10.0)
         self._stats_lock = threading.Lock()
         self._last_drops_reported = 0
-        self._last_stamp = -1
+        self._last_bad_reported = 0
         self._enc_ms_total = 0.0
         self._bytes_total = 0
-        self.clock_resets = 0          # pairs stamped > 1 s before the last encoded one: restarted
-        self._last_signature = None    # (rgb w, h, thermal w, h, encodings) of the last encoded pair
         # Input watch: monotonic arrival time and count of each input, last pair time.
         self._arrival = {"rgb": None, "thermal": None}
         self._arrivals = {"rgb": 0, "thermal": 0}
@@ -156,11 +159,10 @@ class EncoderNode(Node):
         self._last_pair_time = None
         self._started = time.monotonic()
         self._silent_since_warned = {"rgb": False, "thermal": False}
-        self._warned_at: dict[str, float] = {}
+        self._logged_at: dict[str, float] = {}
 
         self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
         self.slot = LatestSlot()
-        self._key_requested = threading.Event()
         self._stop = threading.Event()
 
         self.pub = self.create_publisher(EncodedFrame, "encoded", make_qos(out_rel, out_depth))
@@ -196,23 +198,31 @@ class EncoderNode(Node):
         self._arrivals[name] += 1
         stamp, prev = stamp_to_ns(msg.header.stamp), self._input_stamp[name]
         self._input_stamp[name] = stamp
-        if prev is not None and prev - stamp > self.encoder.max_gap_ns:
+        if prev is not None and prev - stamp > self.pairs.max_gap_ns:
             # A clock reset on this input: its queued messages are all "newer" than anything it
             # will send for a while, and a full queue would evict every new message at once.
             removed = self.sync.clear(index)
             self.get_logger().warning(
                 f"{name} stamps went back {(prev - stamp) / 1e9:.1f} s (clock reset?): "
                 f"{removed} queued {name} image(s) dropped from the synchronizer")
-        if self._silent_since_warned[name]:
+        if self._silent_since_warned[name]:  # said missing (perhaps before its first image came)
             self._silent_since_warned[name] = False
-            self.get_logger().info(f"{name} images again after {now - last:.1f} s without")
+            silent = now - (last if last is not None else self._started)
+            self.get_logger().info(f"{name} images again after {silent:.1f} s without")
 
-    def _warn(self, key: str, text: str, period: float = WARN_PERIOD_S):
-        """A warning at most every ``period`` s per kind (``key``)."""
+    def _log(self, kind: str, level: str, text: str, period: float = WARN_PERIOD_S):
+        """A log line at most every ``period`` s per kind."""
         now = time.monotonic()
-        if now - self._warned_at.get(key, -1e9) >= period:
-            self._warned_at[key] = now
-            self.get_logger().warning(text)
+        if now - self._logged_at.get(kind, -1e9) < period:
+            return
+        self._logged_at[kind] = now
+        log = self.get_logger()  # one call per level: rclpy refuses another level at the same call
+        if level == "error":
+            log.error(text)
+        elif level == "warning":
+            log.warning(text)
+        else:
+            log.info(text)
 
     def _check_inputs(self):
         """Timer: one input silent while the other keeps coming, or both coming but never paired."""
@@ -226,8 +236,8 @@ class EncoderNode(Node):
             if silent > MISSING_INPUT_S:
                 self._silent_since_warned[name] = True
                 what = f"for {silent:.1f} s" if t is not None else f"received yet ({silent:.1f} s)"
-                self._warn(f"missing {name}",
-                           f"no {name} image {what} while {other} images keep coming: nothing is encoded")
+                self._log(f"missing {name}", "warning",
+                          f"no {name} image {what} while {other} images keep coming: nothing is encoded")
                 return
         if self._arrival["rgb"] is None or self._arrival["thermal"] is None:
             return
@@ -237,10 +247,10 @@ class EncoderNode(Node):
         if now - last_pair > MISSING_INPUT_S:
             rs, ts = self._input_stamp["rgb"], self._input_stamp["thermal"]
             diff = abs(rs - ts) / 1e9 if rs is not None and ts is not None else float("nan")
-            self._warn("unpaired",
-                       f"rgb and thermal images arrive but none paired for {now - last_pair:.1f} s "
-                       f"(latest stamps differ by {diff:.3f} s, sync_slop {self.sync_slop:g} s): "
-                       "nothing is encoded")
+            self._log("unpaired", "warning",
+                      f"rgb and thermal images arrive but none paired for {now - last_pair:.1f} s "
+                      f"(latest stamps differ by {diff:.3f} s, sync_slop {self.sync_slop:g} s): "
+                      "nothing is encoded")
 
     def _on_pair(self, rgb_msg: Image, thermal_msg: Image):
         self._last_pair_time = time.monotonic()
@@ -253,18 +263,18 @@ class EncoderNode(Node):
         response.success = True
         # The frame being encoded right now (if any) gets the next sequence number and started
         # before the request: the key frame is that sequence number or the one after.
-        response.message = f"key frame requested; next sequence {self.sequence}"
+        response.message = f"key frame requested; next sequence {self.pairs.counts.pairs}"
         return response
 
     def request_key_frame(self, why: str):
         with self._stats_lock:
             self.key_requests += 1
-        self._key_requested.set()
+        self.pairs.request_key_frame()
         self.get_logger().info(f"key frame requested ({why})")
 
     def _check_subscribers(self):
         n = self.pub.get_subscription_count()
-        if n > self._subscribers and self.key_on_new_sub and self.frames > 0:
+        if n > self._subscribers and self.key_on_new_sub and self.pairs.counts.pairs > 0:
             self.request_key_frame(f"new subscriber, {n} now")
         self._subscribers = n
 
@@ -291,103 +301,33 @@ class EncoderNode(Node):
             except Exception as exc:  # noqa: BLE001  (keep the node alive, restart with a key frame)
                 with self._stats_lock:
                     self.errors += 1
-                self._key_requested.set()
-                self.get_logger().error(f"encoding failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=WARN_PERIOD_S)
+                self.pairs.request_key_frame()
+                self._log("error", "error", f"encoding failed: {type(exc).__name__}: {exc}")
 
     def _encode_and_publish(self, rgb_msg: Image, thermal_msg: Image):
-        stamp = stamp_to_ns(rgb_msg.header.stamp)
-        max_gap = self.encoder.max_gap_ns
-        if self._last_stamp >= 0 and stamp <= self._last_stamp:
-            back = (self._last_stamp - stamp) / 1e9
-            if self._last_stamp - stamp < max_gap:
-                # Out-of-order input (a pair completed late): the newer pair was already encoded.
-                with self._stats_lock:
-                    self.stale += 1
-                    stale = self.stale
-                self._warn("stale", f"capture stamps went back {back * 1e3:.0f} ms: pair not newer than "
-                                    f"the last encoded one skipped ({stale} stale so far)")
-                return
-            # Far back: a clock reset (bag loop, sim time, driver restart). Skipping would stop
-            # the stream until the stamps catch up; restart it here instead (the codec emits a key
-            # frame because the stamp went back).
-            with self._stats_lock:
-                self.clock_resets += 1
-            self.get_logger().warning(
-                f"capture stamps went back {back:.1f} s (clock reset?): stream restarted with a key frame")
-        elif self._last_stamp >= 0 and stamp - self._last_stamp > max_gap:
-            self.get_logger().info(
-                f"capture stamps jumped {(stamp - self._last_stamp) / 1e9:.1f} s ahead of the last encoded "
-                "pair: key frame", throttle_duration_sec=1.0)
-        if rgb_msg.encoding not in COLOR_ENCODINGS or thermal_msg.encoding not in THERMAL_ENCODINGS:
-            with self._stats_lock:
-                self.unsupported += 1
-            self.get_logger().error(
-                f"unsupported encodings {rgb_msg.encoding}/{thermal_msg.encoding} (expected "
-                f"{'/'.join(COLOR_ENCODINGS)} and {'/'.join(THERMAL_ENCODINGS)})",
-                throttle_duration_sec=5.0)
+        result = self.pairs.encode(rgb_msg, thermal_msg)
+        for note in result.notes:
+            level, period = NOTE_LOG[note.kind]
+            self._log(note.kind, level, note.text, period)
+        if result.packet is None:
             return
-        rgb = to_rgb(image_to_numpy(rgb_msg), rgb_msg.encoding)
-        thermal = image_to_numpy(thermal_msg)
-        if self.resize is not None and (rgb.shape[1], rgb.shape[0]) != self.resize:
-            import cv2
-
-            # The thermal image is scaled by the RGB image's factors: their relative geometry
-            # (and so the cross-modal alignment) is kept when the two sizes differ.
-            fx, fy = self.resize[0] / rgb.shape[1], self.resize[1] / rgb.shape[0]
-            tsize = (max(16, round(thermal.shape[1] * fx)), max(16, round(thermal.shape[0] * fy)))
-            rgb = cv2.resize(rgb, self.resize, interpolation=cv2.INTER_AREA)
-            thermal = cv2.resize(thermal, tsize, interpolation=cv2.INTER_AREA)
-        signature = (rgb_msg.width, rgb_msg.height, thermal_msg.width, thermal_msg.height,
-                     rgb_msg.encoding, thermal_msg.encoding)
-        if self._last_signature is not None and signature != self._last_signature:
-            o, n = self._last_signature, signature
-            self.get_logger().warning(
-                f"input changed from rgb {o[0]}x{o[1]} {o[4]}, thermal {o[2]}x{o[3]} {o[5]} to rgb "
-                f"{n[0]}x{n[1]} {n[4]}, thermal {n[2]}x{n[3]} {n[5]}: key frame",
-                throttle_duration_sec=1.0)
-        force_key = self._key_requested.is_set()
-        self._key_requested.clear()
-        t0 = time.perf_counter()
-        packet = self.encoder.encode(rgb, thermal, force_key=force_key, rgb_format=rgb_msg.encoding,
-                                     thermal_format=thermal_msg.encoding, stamp_ns=stamp)
-        enc_ms = (time.perf_counter() - t0) * 1e3
-        frame_type = FRAME_TYPES[self.encoder.last_frame_type]
-
-        msg = EncodedFrame()
-        msg.header = rgb_msg.header
-        msg.thermal_stamp = thermal_msg.header.stamp
-        msg.thermal_frame_id = thermal_msg.header.frame_id
-        msg.rgb_encoding = rgb_msg.encoding
-        msg.thermal_encoding = thermal_msg.encoding
-        msg.sequence = self.sequence
-        msg.frame_type = frame_type
-        msg.codec = self.model_name
-        msg.quality = self.quality
-        msg.data = bytes(packet)
-        self.pub.publish(msg)
-
-        self._last_stamp = stamp
-        self._last_signature = signature
+        self.pub.publish(encoded_frame(EncodedFrame, rgb_msg, thermal_msg, result, data=result.packet))
+        self._enc_ms.add(result.encode_ms)
+        self._bits.add(len(result.packet) * 8)
         with self._stats_lock:
-            self.sequence += 1
-            self.frames += 1
-            self.key_frames += frame_type == EncodedFrame.FRAME_KEY
-        self._enc_ms.add(enc_ms)
-        self._bits.add(len(packet) * 8)
-        with self._stats_lock:
-            self._enc_ms_total += enc_ms
-            self._bytes_total += len(packet)
+            self._enc_ms_total += result.encode_ms
+            self._bytes_total += len(result.packet)
 
     # -- reporting ----------------------------------------------------------------------------
     def stats(self) -> dict:
         enc = self._enc_ms.values()
+        c = self.pairs.counts
         with self._stats_lock:
-            s = {"frames": self.frames, "key_frames": self.key_frames, "sequence": self.sequence,
-                 "drops": self.drops, "stale": self.stale, "errors": self.errors,
-                 "unsupported": self.unsupported, "key_requests": self.key_requests,
-                 "clock_resets": self.clock_resets,
-                 "encode_ms_mean_all": self._enc_ms_total / max(1, self.frames),
+            s = {"frames": c.pairs, "key_frames": c.key_frames, "sequence": c.pairs,
+                 "drops": self.drops, "stale": c.stale, "errors": self.errors,
+                 "unsupported": c.unsupported, "key_requests": self.key_requests,
+                 "clock_resets": c.clock_resets,
+                 "encode_ms_mean_all": self._enc_ms_total / max(1, c.pairs),
                  "bytes_total": self._bytes_total}
         s.update({"sync_evicted": self.sync.stats.evicted,
                   "fps": self._bits.rate(), "kbps": self._bits.sum_rate() / 1000.0,
@@ -407,26 +347,17 @@ class EncoderNode(Node):
 
     def _publish_diagnostics(self):
         s = self.stats()
-        status = DiagnosticStatus()
-        status.name = f"{self.get_fully_qualified_name()}: encoder"
-        status.hardware_id = self.model_name
         new_drops = s["drops"] - self._last_drops_reported
         self._last_drops_reported = s["drops"]
         bad = s["errors"] + s["unsupported"]
-        new_bad, self._last_bad_reported = bad - getattr(self, "_last_bad_reported", 0), bad
+        new_bad, self._last_bad_reported = bad - self._last_bad_reported, bad
         if new_bad:  # since the last report: back to OK once the input is good again
-            status.level, status.message = DiagnosticStatus.ERROR, (
-                f"encoding errors or unsupported input ({new_bad} since last report)")
+            level, message = "error", f"encoding errors or unsupported input ({new_bad} since last report)"
         elif new_drops:
-            status.level, status.message = DiagnosticStatus.WARN, f"dropping frames: encoder slower than input ({new_drops} since last report)"
+            level, message = "warn", f"dropping frames: encoder slower than input ({new_drops} since last report)"
         else:
-            status.level, status.message = DiagnosticStatus.OK, "encoding"
-        status.values = [KeyValue(key=k, value=(f"{v:.3f}" if isinstance(v, float) else str(v)))
-                         for k, v in s.items()]
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [status]
-        self.diag_pub.publish(arr)
+            level, message = "ok", "encoding"
+        self.diag_pub.publish(diagnostics(self, "encoder", self.model_name, level, message, s))
 
     def destroy_node(self):
         self._stop.set()

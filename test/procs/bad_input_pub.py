@@ -4,6 +4,8 @@ nodes"), phase by phase, and writes one JSON line per published pair (phase, sta
 argv: out.jsonl [rate_hz]. Waits (bounded) for a subscriber on both topics (the encoder, which
 subscribes only once its model is loaded), then publishes, best effort like a camera driver:
 
+  rgb_first   RGB only for 2.5 s (the thermal camera not started yet: the encoder says so before
+              the first thermal image ever came)
   normal      8 pairs 160x128 rgb8 / mono8
   unsupported 4 pairs bayer_rggb8 / 32FC1 (well-formed messages, encodings the codec cannot take)
   after_bad   4 pairs as `normal`
@@ -101,6 +103,10 @@ def main():
     def pause():
         time.sleep(PAUSE)
 
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        send("rgb_first", thermal=False)
+    pause()
     for _ in range(8):
         send("normal")
     pause()

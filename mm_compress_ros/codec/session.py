@@ -1,0 +1,151 @@
+"""One RGB + thermal stream as encoder_node and ``bag encode`` code it: pairs of image messages in,
+packets out. ROS-free (the messages are read through their sensor_msgs/Image fields, rclpy's or
+rosbags' alike).
+
+:class:`PairEncoder` holds the stream state around a :class:`~.stream.StreamEncoder` and makes the
+per-pair decisions that both adapters share (docs/reliability.md, "Bad input at the nodes"):
+
+- a pair stamped at or before the last encoded one, less than ``max_gap_ns`` (1 s) back (it
+  completed late, out of order: a newer pair was encoded already): skipped, counted as ``stale``;
+- stamps further back (a clock reset: bag loop, sim time, driver restart): the stream restarts
+  with a key frame and goes on with the new stamps, counted in ``clock_resets``;
+- stamps more than ``max_gap_ns`` ahead of the last encoded pair: a key frame (the previous
+  frame is a poor reference after a gap);
+- encodings the codec cannot take: skipped, counted as ``unsupported``;
+- another input size or encoding than the last encoded pair's: a key frame;
+- ``resize`` (width, height): the RGB image is scaled to it and the thermal image by the same
+  factors, which keeps the two cameras' relative geometry (the cross-modal alignment);
+- a key frame on :meth:`PairEncoder.request_key_frame` (safe to call from another thread).
+
+Every decision comes back as a :class:`Note` (kind and a one-line text) in the pair's
+:class:`PairResult`; the adapters log, count or ignore them. An exception out of
+:meth:`PairEncoder.encode` (malformed image data, an image smaller than 16x16) leaves the stream
+state and the counts as they were.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..io.encoded_frame import input_frames, unsupported_encodings
+from ..io.ros_image import stamp_to_ns
+from .stream import StreamEncoder
+from .zoo import LoadedModel
+
+MAX_GAP_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Note:
+    kind: str   # stale | unsupported (the pair was skipped) | clock_reset | stamp_jump | input_changed
+    text: str
+
+
+@dataclass
+class PairResult:
+    notes: list[Note] = field(default_factory=list)
+    packet: bytes | None = None        # None: the pair was skipped (a stale or unsupported note says why)
+    frame_type: str | None = None      # "key" or "predicted"
+    sequence: int = -1                 # 0, 1, 2, ... over the encoded pairs, without gaps
+    codec: str = ""                    # model id
+    quality: int = 0                   # the quality level the pair was coded at
+    encode_ms: float = 0.0             # the codec's time for this pair
+
+
+@dataclass
+class PairCounts:
+    pairs: int = 0           # encoded
+    key_frames: int = 0
+    stale: int = 0
+    clock_resets: int = 0
+    unsupported: int = 0
+
+
+def resize_pair(rgb: np.ndarray, thermal: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """RGB scaled to ``size`` (width, height), thermal by the same factors (at least 16x16)."""
+    import cv2
+
+    fx, fy = size[0] / rgb.shape[1], size[1] / rgb.shape[0]
+    tsize = (max(16, round(thermal.shape[1] * fx)), max(16, round(thermal.shape[0] * fy)))
+    return (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(thermal, tsize, interpolation=cv2.INTER_AREA))
+
+
+def _describe(sig: tuple) -> str:
+    return f"rgb {sig[0]}x{sig[1]} {sig[4]}, thermal {sig[2]}x{sig[3]} {sig[5]}"
+
+
+class PairEncoder:
+    """Codes pairs of images (objects with the sensor_msgs/Image fields) into packets.
+
+    ``stream_args`` go to :class:`~.stream.StreamEncoder` (quality, gop, reference_codec, encoder,
+    ...); ``resize`` is (width, height) of the coded RGB image, or None for the input size."""
+
+    def __init__(self, model: LoadedModel, *, resize: tuple[int, int] | None = None,
+                 max_gap_ns: int = MAX_GAP_NS, **stream_args):
+        if resize is not None and (len(resize) != 2 or min(resize) < 16):
+            raise ValueError(f"resize must be (width, height), each at least 16, got {resize}")
+        self.stream = StreamEncoder(model, max_gap_ns=max_gap_ns, **stream_args)
+        self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
+        self.max_gap_ns = max_gap_ns
+        self.counts = PairCounts()
+        self._key_requested = threading.Event()
+        self._last_stamp: int | None = None
+        self._signature: tuple | None = None   # (rgb w, h, thermal w, h, encodings) of the last encoded pair
+
+    def request_key_frame(self) -> None:
+        """The next encoded pair is a key frame."""
+        self._key_requested.set()
+
+    def _stamp_note(self, stamp: int) -> Note | None:
+        """What a pair's capture stamp says against the last encoded pair's (None: nothing)."""
+        last = self._last_stamp
+        if last is None or 0 < stamp - last <= self.max_gap_ns:
+            return None
+        if stamp > last:
+            return Note("stamp_jump", f"capture stamps jumped {(stamp - last) / 1e9:.1f} s ahead of the last "
+                                      "encoded pair: key frame")
+        if last - stamp >= self.max_gap_ns:
+            return Note("clock_reset", f"capture stamps went back {(last - stamp) / 1e9:.1f} s (clock reset?): "
+                                       "stream restarted with a key frame")
+        return Note("stale", f"capture stamps went back {(last - stamp) / 1e6:.0f} ms: pair not newer than "
+                             f"the last encoded one skipped ({self.counts.stale + 1} stale so far)")
+
+    def encode(self, rgb_msg, thermal_msg) -> PairResult:
+        """Codes one pair, or skips it; :class:`PairResult` says which and why."""
+        stamp = stamp_to_ns(rgb_msg.header.stamp)
+        note = self._stamp_note(stamp)
+        if note is not None and note.kind == "stale":
+            self.counts.stale += 1
+            return PairResult([note])
+        notes = [] if note is None else [note]
+        problem = unsupported_encodings(rgb_msg.encoding, thermal_msg.encoding)
+        if problem:
+            self.counts.unsupported += 1
+            return PairResult([Note("unsupported", problem)])
+        rgb, thermal = input_frames(rgb_msg, thermal_msg)
+        signature = (rgb.shape[1], rgb.shape[0], thermal.shape[1], thermal.shape[0],
+                     rgb_msg.encoding, thermal_msg.encoding)
+        if self._signature is not None and signature != self._signature:
+            notes.append(Note("input_changed", f"input changed from {_describe(self._signature)} to "
+                                               f"{_describe(signature)}: key frame"))
+        if self.resize is not None and (rgb.shape[1], rgb.shape[0]) != self.resize:
+            rgb, thermal = resize_pair(rgb, thermal, self.resize)
+        key = bool(notes)  # every note that is not a skip asks for a key frame
+        if self._key_requested.is_set():
+            self._key_requested.clear()
+            key = True
+        t0 = time.perf_counter()
+        packet = self.stream.encode(rgb, thermal, force_key=key, rgb_format=rgb_msg.encoding,
+                                    thermal_format=thermal_msg.encoding, stamp_ns=stamp)
+        c, frame_type = self.counts, self.stream.last_frame_type
+        result = PairResult(notes, packet, frame_type, c.pairs, self.stream.model.model_id, self.stream.quality,
+                            (time.perf_counter() - t0) * 1e3)
+        c.pairs += 1
+        c.key_frames += frame_type == "key"
+        c.clock_resets += any(n.kind == "clock_reset" for n in notes)
+        self._last_stamp, self._signature = stamp, signature
+        return result
