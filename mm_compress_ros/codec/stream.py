@@ -184,7 +184,8 @@ class StreamEncoder:
             raise InputError(f"the {self.reference_codec} reference layer codes 8-bit frames; "
                              f"use reference_codec learned for {tfmt} thermal as the reference")
         signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
-        key = (force_key or self._force_key or self._prev is None or self._since_key >= self.gop
+        requested, self._force_key = self._force_key, False   # a request made during encode() stays
+        key = (force_key or requested or self._prev is None or self._since_key >= self.gop
                or signature != self._signature)
         lo, hi = self._thermal_range(thermal, tfmt, key)
         qp = None
@@ -197,12 +198,17 @@ class StreamEncoder:
         dev = self.model.device
         ref, dep = self._mod.split(to_tensor(rgb, dev), to_tensor(thermal, dev, lo, hi))
         net, level = self.model.net, self._level
-        with codec_threads(dev):
-            cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality, qp)
-            if key:
-                d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
-            else:
-                d_str, d_dig, dep_hat = net.compress_dep_predicted(cr.x_hat, dep, self._prev.dep, level)
+        try:
+            with codec_threads(dev):
+                cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality, qp)
+                if key:
+                    d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
+                else:
+                    d_str, d_dig, dep_hat = net.compress_dep_predicted(cr.x_hat, dep, self._prev.dep, level)
+        except BaseException:
+            # nothing was sent, but a standard codec's state may have moved on: restart with a key frame
+            self._force_key = True
+            raise
         header = PacketHeader(
             frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
             quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
@@ -217,7 +223,6 @@ class StreamEncoder:
         self._header = header
         self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat), signature, (lo, hi)
         self._since_key = 1 if key else self._since_key + 1
-        self._force_key = False
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
         self.last_frame_type = FRAME_TYPES[header.frame_type]
         return packet
