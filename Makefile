@@ -1,6 +1,6 @@
 # mm_compress_ros: two commands on a fresh machine (Python 3.11, make, cmake, a C/C++ compiler).
 #   make demo   venv + colcon build + sample -> encoder -> decoder over DDS (DATA=path for real frames)
-#   make test   venv + colcon build + the whole test suite
+#   make test   venv + colcon build (+ Chromium for the viewer test) + the whole test suite
 # All ROS environment setup lives in scripts/ros_env.sh.
 
 SHELL := /bin/bash
@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DATA ?=
 DEMO_ARGS ?=
 
-.PHONY: venv build test demo results clean
+.PHONY: venv build browser test demo results clean
 
 venv: $(VENV_STAMP)
 
@@ -32,9 +32,15 @@ build: venv
 	  --event-handlers console_cohesion+ summary+ \
 	  --cmake-args -DPython3_EXECUTABLE="$$VIRTUAL_ENV/bin/python" -DBUILD_TESTING=OFF
 
+# test/test_viewer.py drives Debian's headless Chromium: installed here when missing (as root,
+# e.g. in CI), else one line saying how (that test then fails with the same hint).
+browser:
+	command -v chromium >/dev/null || { if [ "$$(id -u)" -eq 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "make: chromium is missing (test/test_viewer.py needs it): sudo apt-get install chromium" >&2; fi; }
+
 # pytest's own exit status is kept in log/pytest-exit-code (make itself exits 2 on any failure);
 # exit 5 means no test was collected, which CI treats as a failure (nothing was proven).
-test: build
+test: build browser
 	mkdir -p log; rm -f log/pytest-exit-code
 	$(ROS_ENV); rc=0; python -m pytest test/ $(PYTEST_ARGS) || rc=$$?; echo $$rc > log/pytest-exit-code; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5)" >&2; fi; exit $$rc

@@ -162,6 +162,17 @@ def render_markdown(res: dict) -> str:
         L.append(f"\n**Measured winner (pair BD-rate against x265 low-delay P): {ranked[0][1]}** "
                  f"({', '.join(f'{k} {v:+.1f} %' for v, k in ranked)}); the default profile "
                  "(`DEFAULT_REFERENCE_CODEC` in codec/reference.py, config/encoder.yaml, README).")
+    cm = REPO / "docs" / "results" / "cross_modal_hybrid.json"
+    if cm.is_file():
+        c = json.loads(cm.read_text())
+        if c.get("model_sha256") == res.get("model_sha256"):
+            L.append(f"\n**Cross-modal gain in the hybrid profile** (`{c['command']}`): thermal key frames "
+                     f"coded given the {c['reference_codec'].upper()}-decoded RGB against the same network given "
+                     "a blank reference (a constant grey image coded the same way), BD-rate of the thermal bits: "
+                     + "; ".join(f"{rig} ({r['pairs']} pairs) {_fmt(r['bd_rate_real_vs_blank'])}"
+                                 for rig, r in c["rigs"].items())
+                     + ". roadscene is a FLIR rig the model was trained on (stills) but whose RGB is "
+                       "lossy JPEG; m3svd_seq is the held-out test set of the training rig.")
     L.append("\n![profiles](results/profiles_rd.png)\n")
     return "\n".join(L) + "\n"
 
