@@ -61,3 +61,24 @@ def test_controller_knob_and_bounds():
     assert rc.level == 6 and rc.qp == 12
     with pytest.raises(ValueError):
         RateController(0, levels=6)
+
+
+def test_quality_and_target_change_at_the_next_key_frame(model):
+    enc = StreamEncoder(model, gop=3, reference_codec="h264", quality=3)
+    clip = [crop_pair(i) for i in range(7)]
+    levels = []
+    for k, pair in enumerate(clip):
+        if k == 1:
+            enc.set_rate(quality=5)                  # mid-GOP: the GOP keeps level 3
+        if k == 4:
+            enc.set_rate(target_kbps=50)             # the controller takes over at frame 6
+        h = P.read_header(enc.encode(*pair, stamp_ns=k * 100_000_000))
+        levels.append((h.frame_type_name, h.quality, h.reference_qp))
+    assert [q for _, q, _ in levels[:3]] == [3, 3, 3] and levels[3][:2] == ("key", 5)
+    assert enc.rate is not None and levels[6][0] == "key"
+    with pytest.raises(ValueError):
+        enc.set_rate(quality=99)
+    enc.set_rate(target_kbps=0)
+    enc.request_key_frame()
+    enc.encode(*clip[0])
+    assert enc.rate is None

@@ -125,6 +125,8 @@ class StreamEncoder:
         # target-bitrate mode (kbit/s of the pair): the controller moves the quality knob of both
         # layers at every key frame; ``fps`` is the frame rate until capture stamps tell it
         self.rate = RateController(1000.0 * target_kbps, model.levels, fps, start=quality) if target_kbps else None
+        self._fps = fps
+        self._pending = None            # (quality, target_kbps) of set_rate, applied at the next key frame
         self.reference_codec = reference_codec
         self.reference = make_reference(model.net, reference_codec, encoder)
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
@@ -155,6 +157,30 @@ class StreamEncoder:
 
     def request_key_frame(self) -> None:
         self._force_key = True
+
+    def set_rate(self, quality: int | None = None, target_kbps: float | None = None) -> None:
+        """Changes the quality level and/or the target bitrate (kbit/s of the pair; 0 = constant
+        quality) from the next key frame on (any thread; the GOP in progress keeps its settings)."""
+        if quality is not None and not 1 <= quality <= self.model.levels:
+            raise ValueError(f"quality must be 1..{self.model.levels}, got {quality}")
+        if target_kbps is not None and target_kbps < 0:
+            raise ValueError(f"target bitrate must be >= 0 kbit/s, got {target_kbps}")
+        self._pending = (quality, target_kbps)
+
+    def _apply_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        quality, target_kbps = pending
+        if quality is not None:
+            self.quality = quality
+            if self.rate is not None:   # the controller moves on from the level asked for
+                self.rate.x = float(quality)
+        if target_kbps is not None:
+            fps = self.rate.fps if self.rate is not None else self._fps
+            self.rate = (RateController(1000.0 * target_kbps, self.model.levels, fps, start=self.quality)
+                         if target_kbps > 0 else None)
+        self._level = torch.tensor([self.quality - 1], device=self.model.device)
 
     def _thermal_range(self, th: np.ndarray, fmt: str, key: bool) -> tuple[int, int]:
         if fmt not in SIXTEEN_BIT:
@@ -189,6 +215,8 @@ class StreamEncoder:
                or signature != self._signature)
         lo, hi = self._thermal_range(thermal, tfmt, key)
         qp = None
+        if key:
+            self._apply_pending()
         if self.rate is not None:
             if key:
                 self.rate.key_frame()

@@ -139,6 +139,10 @@ class EncoderNode(Node):
             f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
             f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
+        # quality and target_kbps may change at run time (ros2 param set, the viewer): from the
+        # next key frame on; every other parameter of this node is read once, at start
+        self._read_at_start = {n for n in self._parameters if n not in ("quality", "target_kbps", "use_sim_time")}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Statistics (written by the worker and the callbacks, read by the timers); the pair
         # encoder counts the pairs it encodes or skips (self.pairs.counts).
@@ -257,6 +261,25 @@ class EncoderNode(Node):
         if self.slot.put((rgb_msg, thermal_msg)):
             with self._stats_lock:
                 self.drops += 1
+
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        quality = target = None
+        for prm in params:
+            if prm.name in self._read_at_start:
+                return SetParametersResult(successful=False, reason=f"{prm.name} is read at start: restart the node")
+            if prm.name == "quality":
+                quality = int(prm.value)
+            elif prm.name == "target_kbps":
+                target = float(prm.value)
+        try:
+            self.pairs.stream.set_rate(quality=quality, target_kbps=target)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        if quality is not None or target is not None:
+            self.get_logger().info(f"rate settings from the next key frame: quality {quality}, target_kbps {target}")
+        return SetParametersResult(successful=True)
 
     def _on_key_request(self, request, response):
         self.request_key_frame("service request")
