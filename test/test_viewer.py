@@ -358,6 +358,10 @@ def test_page_in_chromium_on_the_pipeline(ros, tmp_path):
     reader = ros.python("get_params", PROCS / "get_params.py", "encoder_node", "quality", "target_kbps")
     assert reader.wait(timeout=60) == 0, ros.logs()
     assert json.loads(reader.output().strip().splitlines()[-1]) == {"quality": 2, "target_kbps": 400.0}
+    # ... and the encoder took them for its next key frame (its on-set-parameters callback)
+    wait_for(lambda: "rate settings from the next key frame: quality None, target_kbps 400.0" in enc.output(),
+             30, what="the encoder's answer to the new target")
+    assert "rate settings from the next key frame: quality 2, target_kbps None" in enc.output()
     assert results["final"]["cv-rgb"]["std"] > 10
     print(f"\npipeline up {t_pipeline:.1f} s, browser part {t_browser:.1f} s; screenshot {tmp_path / 'viewer.png'}")
 
