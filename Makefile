@@ -56,3 +56,10 @@ results: venv
 
 clean:
 	rm -rf build install log
+
+# device/ (git-ignored): the CompressAI wheels and as much training data as fits beside the working
+# tree in the 64 MiB that travels to the lent GPU machine (docs/training.md, "One-shot GPU run")
+PACK_ARGS ?=
+.PHONY: device-pack
+device-pack:
+	$(VENV)/bin/python -m mm_compress_ros.train.pack --out device $(PACK_ARGS)

@@ -7,11 +7,15 @@ Layouts understood (all with matching file names between the two modalities):
 * FLIR ADAS aligned pairs: ``<root>/JPEGImages/FLIR_XXXXX_RGB.jpg`` + ``FLIR_XXXXX_PreviewData.jpeg``;
 * frame-sequence folders: ``<root>/<seq>/{rgb,thermal}/NNNN.png`` (M3SVD sequences);
 * KAIST multispectral sequences: ``<root>/setXX/VXXX/{visible,lwir}/IXXXXX.jpg``;
-* paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV.
+* paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV, or with
+  OpenCV's FFmpeg where PyAV is missing (the lent GPU machine): the same frames either way.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,20 +133,75 @@ def detect_layout(d: Path) -> str | None:
     return None
 
 
-def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1) -> list[Sequence]:
+VIDEO_DECODERS = ("auto", "av", "cv2")
+
+
+def _luma_to_gray(y: np.ndarray) -> np.ndarray:
+    """PyAV's ``gray`` picture of a limited-range luma plane: ``(Y - 16) * 255 / 219``, rounded."""
+    lut = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+    return lut[y]
+
+
+def _iter_video_cv2(path: Path, gray: bool):
+    """A video's frames through OpenCV's FFmpeg, equal to PyAV's: RGB is its BGR picture reversed;
+    gray is the raw luma plane (``CAP_PROP_CONVERT_RGB`` off) expanded to full range as PyAV does."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FrameSourceError(f"cannot open video {path}")
+    h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    if gray:
+        cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(2)  # errors only: OpenCV warns on every raw frame ("treated as 8UC1")
+    warned = False
+    try:
+        while True:
+            ok, fr = cap.read()
+            if not ok:
+                break
+            if not gray:
+                yield np.ascontiguousarray(fr[:, :, ::-1])
+            elif fr.ndim == 2 and fr.size >= h * w:  # the luma plane (first h*w bytes of the picture)
+                yield _luma_to_gray(fr.reshape(-1)[: h * w].reshape(h, w))
+            else:  # this OpenCV build converted anyway: its BGR->gray is within 2 levels of PyAV's
+                if not warned:
+                    print(f"warning: {path}: OpenCV gives no raw luma; gray frames are approximate",
+                          file=sys.stderr)
+                    warned = True
+                yield cv2.cvtColor(fr, cv2.COLOR_BGR2GRAY)
+    finally:
+        cv2.setLogLevel(level)
+        cap.release()
+
+
+def read_video(path: Path, gray: bool, limit: int | None = None, stride: int = 1,
+               decoder: str = "auto") -> list[np.ndarray]:
+    """Every ``stride``-th frame of a video, at most ``limit`` (decoding stops there).
+    ``decoder``: ``av`` (PyAV), ``cv2`` (OpenCV's FFmpeg), ``auto`` (PyAV when installed)."""
+    if decoder not in VIDEO_DECODERS:
+        raise ValueError(f"unknown video decoder {decoder!r}; use one of {', '.join(VIDEO_DECODERS)}")
+    if decoder == "auto":
+        decoder = "av" if importlib.util.find_spec("av") else "cv2"
+    frames = iter_video(path, gray) if decoder == "av" else _iter_video_cv2(Path(path), gray)
+    return list(itertools.islice((f for i, f in enumerate(frames) if i % stride == 0), limit))
+
+
+def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1,
+                     decoder: str = "auto") -> list[Sequence]:
     seqs = []
     clips = sorted(p for p in root.iterdir() if (p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file())
     for d in tqdm(clips, desc=f"videos {root.name}", leave=False):
-        rgb = [f for i, f in enumerate(iter_video(d / "rgb.mp4", gray=False)) if i % stride == 0][:limit]
-        th = [f for i, f in enumerate(iter_video(d / "thermal.mp4", gray=True)) if i % stride == 0][:limit]
+        rgb = read_video(d / "rgb.mp4", False, limit, stride, decoder)
+        th = read_video(d / "thermal.mp4", True, limit, stride, decoder)
         n = min(len(rgb), len(th))
         fr = [_fit(rgb[i], th[i]) for i in range(n)]
         seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr])))
     return seqs
 
 
-def load_training_set(roots: list[Path], limit: int | None = None) -> TrainingSet:
-    """Loads each root by its layout (see :func:`detect_layout`), or each of its subfolders."""
+def load_training_set(roots: list[Path], limit: int | None = None, decoder: str = "auto") -> TrainingSet:
+    """Loads each root by its layout (see :func:`detect_layout`), or each of its subfolders
+    (``decoder``: how videos are decoded, see :func:`read_video`)."""
     ts = TrainingSet()
     for root in roots:
         root = Path(root)
@@ -156,7 +215,7 @@ def load_training_set(roots: list[Path], limit: int | None = None) -> TrainingSe
             if kind == "flir":
                 ts.stills += load_flir_aligned(folder, limit)
             elif kind == "videos":
-                ts.sequences += load_video_pairs(folder, limit)
+                ts.sequences += load_video_pairs(folder, limit, decoder=decoder)
             elif kind == "sequences":
                 ts.sequences += load_frame_sequences(
                     sorted(p for p in folder.iterdir() if (p / "rgb").is_dir()), limit=limit)

@@ -7,10 +7,16 @@ jointly. Each step draws one quality level per sample; the loss is
 
 Checkpoints are safetensors (weights and Adam moments) plus a JSON file (step, config, RNG state):
 nothing is unpickled when a run resumes.
+
+The wall-clock-budget run for a lent GPU (``train/timed.py``) drives the same :class:`Trainer`
+with crops drawn on the device, bf16 autocast and a step that never waits for the device.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -21,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -30,6 +37,7 @@ from .data import CropSampler, TrainingSet
 # MSE lambdas of CompressAI's pretrained models, quality 1..6 (images in [0, 1])
 LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
 STAGES = ("ref", "dep", "video", "all")
+AMP = {"off": None, "bf16": torch.bfloat16}
 
 PARTS = {
     "ref": ("ref_intra.",),
@@ -76,19 +84,42 @@ def _to_tensor(batch: np.ndarray, device) -> torch.Tensor:
 def _rd_terms(x: torch.Tensor, x_hat: torch.Tensor, likelihoods: dict, lam: torch.Tensor):
     """Per-sample rate (bpp of this image) and lambda-weighted distortion."""
     n_px = x.shape[-2] * x.shape[-1]
-    bits = sum(((-torch.log2(l)).flatten(1).sum(1) for l in likelihoods.values()),
+    bits = sum(((-torch.log2(l.float())).flatten(1).sum(1) for l in likelihoods.values()),
                torch.zeros(x.shape[0], device=x.device))
-    mse = F.mse_loss(x_hat, x, reduction="none").flatten(1).mean(1)
+    mse = F.mse_loss(x_hat.float(), x.float(), reduction="none").flatten(1).mean(1)
     return bits / n_px, lam * 255.0 ** 2 * mse, mse
 
 
-def _psnr(mse: torch.Tensor) -> float:
-    return float(10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10)).mean())
+def _psnr(mse: torch.Tensor) -> torch.Tensor:
+    """Mean PSNR of a batch, as a tensor (read with ``float()``: reading it waits for the device)."""
+    return (10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))).mean()
+
+
+def _fp32_forward(forward, device_type: str):
+    """``forward`` run without autocast on float32 inputs: the entropy models' likelihoods (and so
+    the rate term) keep float32 precision while the transforms around them run in bf16."""
+    @functools.wraps(forward)
+    def run(*args, **kwargs):
+        with torch.autocast(device_type=device_type, enabled=False):
+            args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+            kwargs = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v)
+                      for k, v in kwargs.items()}
+            return forward(*args, **kwargs)
+    return run
 
 
 class Trainer:
+    """One stage's optimisation of ``cfg``. Keyword options (the wall-clock-budget run, ``timed.py``):
+    ``model`` trains an existing model (stages in sequence share one) instead of building one;
+    ``sampler`` draws the batches (an object with ``clips``/``stills`` returning float tensors on the
+    device, ``on_device = True``; default: :class:`CropSampler` on the CPU); ``amp="bf16"`` runs
+    the transforms under bf16 autocast (entropy models in float32); ``sync_free`` makes a step that
+    never waits for the device (fused Adam skips a non-finite step on the device itself);
+    ``resume=False`` ignores a checkpoint in ``run_dir``."""
+
     def __init__(self, cfg: TrainConfig, data: TrainingSet, run_dir: Path, device="cpu",
-                 init_weights: Path | None = None):
+                 init_weights: Path | None = None, *, model: MultiModalCodec | None = None,
+                 sampler=None, amp: str = "off", sync_free: bool = False, resume: bool = True):
         if cfg.stage not in STAGES:
             raise ValueError(f"unknown stage {cfg.stage!r}; use one of {', '.join(STAGES)}")
         if cfg.chain < 1:
@@ -102,15 +133,20 @@ class Trainer:
             raise ValueError(f"unknown reference codec(s) {bad}; use learned, h264, h265")
         if any(c != "learned" for c in cfg.reference_codecs) and cfg.stage not in ("dep", "video"):
             raise ValueError("standard-codec references train stages dep and video only")
+        if any(c != "learned" for c in cfg.reference_codecs) and not importlib.util.find_spec("av"):
+            raise ValueError("--reference-codec h264/h265 needs PyAV (av), which is not installed here")
         if cfg.stage in ("video", "all") and not data.sequences:
             raise ValueError(f"stage {cfg.stage!r} needs sequences or paired videos in the data")
+        if amp not in AMP:
+            raise ValueError(f"unknown autocast mode {amp!r}; use one of {', '.join(AMP)}")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.cfg, self.data, self.run_dir, self.device = cfg, data, Path(run_dir), torch.device(device)
+        self.amp, self.sync_free = AMP[amp], sync_free
         torch.manual_seed(cfg.seed)
-        self.model = MultiModalCodec(cfg.model).to(self.device)
+        self.model = model if model is not None else MultiModalCodec(cfg.model).to(self.device)
         self.init_info = None
-        if init_weights:
+        if init_weights and model is None:
             from ..codec.zoo import load_weights_file, sha256_file
             self.init_info = {"file": str(init_weights), "sha256": sha256_file(Path(init_weights))}
             # parameters only: buffers are constants of the layers (likelihood and GDN bounds) or
@@ -124,15 +160,46 @@ class Trainer:
         for n, p in self.model.named_parameters():
             p.requires_grad_(_trainable(n, cfg.stage))
         aux = [p for n, p in self.model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
-        self.opt = torch.optim.Adam(params, lr=cfg.lr)
-        self.aux_opt = torch.optim.Adam(aux, lr=1e-3)
-        self.sampler = CropSampler(data, cfg.crop, cfg.seed, downscale=cfg.downscale)
+        # fused Adam reads ``found_inf`` on the device: a non-finite step is skipped without a sync
+        self.opt = torch.optim.Adam(params, lr=cfg.lr, fused=sync_free or None)
+        self.aux_opt = torch.optim.Adam(aux, lr=1e-3, fused=sync_free or None)
+        self.sampler = sampler if sampler is not None else CropSampler(data, cfg.crop, cfg.seed,
+                                                                       downscale=cfg.downscale)
+        if self.amp is not None:
+            self._entropy_models_in_fp32()
         self.step = 0
-        self.skipped = 0  # steps whose loss or gradient was not finite (no update made)
+        self._skipped = 0  # steps whose loss or gradient was not finite (no update made)
         self.seconds = 0.0  # training time over all resumed runs (for the model card)
         self.lambdas = torch.tensor(LAMBDAS[: cfg.model.levels], device=self.device)
-        self._resume()
+        if resume:
+            self._resume()
         self.start_step = self.step
+
+    @property
+    def skipped(self) -> int:
+        """Steps whose loss or gradient was not finite (no update made)."""
+        return int(self._skipped)
+
+    def _entropy_models_in_fp32(self) -> None:
+        for m in self.model.modules():
+            if isinstance(m, (EntropyBottleneck, GaussianConditional)) and not getattr(m, "_mmc_fp32", False):
+                m.forward = _fp32_forward(m.forward, self.device.type)
+                m._mmc_fp32 = True
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _clips(self, b: int, length: int) -> list[torch.Tensor]:
+        if getattr(self.sampler, "on_device", False):
+            return list(self.sampler.clips(b, length))
+        return [_to_tensor(a, self.device) for a in self.sampler.clips(b, length)]
+
+    def _stills(self, b: int) -> list[torch.Tensor]:
+        if getattr(self.sampler, "on_device", False):
+            return list(self.sampler.stills(b))
+        return [_to_tensor(a, self.device) for a in self.sampler.stills(b)]
 
     # -- checkpoints ------------------------------------------------------------------------
     @property
@@ -196,7 +263,7 @@ class Trainer:
         if self.cfg.stage == "ref":  # the dependent codec is not trained: skip it
             r = self.model.ref_intra(ref, level)
             r_bpp, r_d, r_mse = _rd_terms(ref, r["x_hat"], r["likelihoods"], lam)
-            stats = {"key_ref_bpp": r_bpp.mean().item(), "key_ref_psnr": _psnr(r_mse)}
+            stats = {"key_ref_bpp": r_bpp.detach().mean(), "key_ref_psnr": _psnr(r_mse)}
             return (r_bpp + r_d).mean(), {"ref_hat": r["x_hat"]}, stats
         if self._video_codec() is not None:  # the reference as the hybrid profile's decoder gets it
             with torch.no_grad():
@@ -204,13 +271,13 @@ class Trainer:
                 stages = self.model.reference_stages(ref_hat, level)
             d = self.model.forward_dep_key(ref_hat, stages, dep, level)
             d_bpp, d_d, d_mse = _rd_terms(dep, d["x_hat"], d["likelihoods"], lam)
-            stats = {"key_dep_bpp": d_bpp.mean().item(), "key_dep_psnr": _psnr(d_mse),
+            stats = {"key_dep_bpp": d_bpp.detach().mean(), "key_dep_psnr": _psnr(d_mse),
                      "key_ref_psnr": _psnr(F.mse_loss(ref_hat, ref, reduction="none").flatten(1).mean(1))}
             return (d_bpp + d_d).mean(), {"ref_hat": ref_hat, "dep_hat": d["x_hat"]}, stats
         out = self.model.forward_key(ref, dep, level)
         r_bpp, r_d, r_mse = _rd_terms(ref, out["ref_hat"], out["likelihoods"]["ref"], lam)
         d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
-        stats = {"key_ref_bpp": r_bpp.mean().item(), "key_dep_bpp": d_bpp.mean().item(),
+        stats = {"key_ref_bpp": r_bpp.detach().mean(), "key_dep_bpp": d_bpp.detach().mean(),
                  "key_ref_psnr": _psnr(r_mse), "key_dep_psnr": _psnr(d_mse)}
         if self.cfg.stage == "ref":
             loss = (r_bpp + r_d).mean()
@@ -253,24 +320,31 @@ class Trainer:
             return cfg.lr * 0.1
         return cfg.lr * min(1.0, (self.step - self.start_step + 1) / max(cfg.warmup, 1))
 
-    def train_step(self) -> dict:
+    def train_step(self, lr: float | None = None) -> dict:
+        """One optimisation step (``lr``: this step's learning rate, default :meth:`learning_rate`).
+        Returns its statistics as 0-d tensors (``float()`` reads one)."""
+        self.opt.zero_grad(set_to_none=True)
+        self.aux_opt.zero_grad(set_to_none=True)
+        lr = self.learning_rate() if lr is None else lr
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        with self._autocast():
+            loss, stats = self._forward_loss()
+        return self._update(loss, stats)
+
+    def _forward_loss(self) -> tuple[torch.Tensor, dict]:
         cfg, dev = self.cfg, self.device
         b = cfg.batch
         level = self._levels(b)
         lam = self.lambdas[level]
         stats = {}
-        lr = self.learning_rate()
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        self.aux_opt.zero_grad(set_to_none=True)
         clip = []  # the predicted frames: [(rgb, thermal), ...]
         if self.data.sequences:
-            frames = [_to_tensor(a, dev) for a in self.sampler.clips(b, 1 + cfg.chain)]
+            frames = self._clips(b, 1 + cfg.chain)
             rp, tp = frames[0], frames[1]
             clip = [(frames[2 * k], frames[2 * k + 1]) for k in range(1, 1 + cfg.chain)]
         else:
-            rp, tp = (_to_tensor(a, dev) for a in self.sampler.stills(b))
+            rp, tp = self._stills(b)
         video_refs = None
         if self._video_codec() is not None and clip and cfg.stage in ("video", "all"):
             refs = [(r if self.model.ref_name == "rgb" else t) for r, t in [(rp, tp), *clip]]
@@ -304,17 +378,24 @@ class Trainer:
                 d_bpp, d_d, d_mse = _rd_terms(dep, out["dep_hat"], out["likelihoods"]["dep"], lam)
                 loss = loss + ((d_bpp + d_d) if video_refs is not None else (r_bpp + r_d + d_bpp + d_d)).mean()
                 tag = "p" if k == 1 else f"p{k}"
-                stats.update({f"{tag}_ref_bpp": r_bpp.mean().item(), f"{tag}_dep_bpp": d_bpp.mean().item(),
+                stats.update({f"{tag}_ref_bpp": r_bpp.detach().mean(), f"{tag}_dep_bpp": d_bpp.detach().mean(),
                               f"{tag}_ref_psnr": _psnr(r_mse), f"{tag}_dep_psnr": _psnr(d_mse)})
                 prev = Decoded(out["ref_hat"].clamp(0, 1), out["dep_hat"].clamp(0, 1))
         if cfg.stage != "video" and self.data.stills and self.step % cfg.still_every == 0:
-            rs, ts = (_to_tensor(a, dev) for a in self.sampler.stills(b))
+            rs, ts = self._stills(b)
             l2, _, _ = self._loss_key(rs, ts, level, lam)
             loss = loss + l2
+        return loss, stats
+
+    def _update(self, loss: torch.Tensor, stats: dict) -> dict:
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]], 1.0)
-        if not torch.isfinite(norm):  # a non-finite loss or gradient: skip the update, keep going
-            self.skipped += 1
+        if self.sync_free:  # fused Adam skips the update on the device when found_inf is set
+            bad = (~torch.isfinite(norm)).float()
+            self.opt.found_inf = bad
+            self._skipped = self._skipped + bad
+        elif not torch.isfinite(norm):  # a non-finite loss or gradient: skip the update, keep going
+            self._skipped += 1
             self.step += 1
             return {}
         self.opt.step()
@@ -323,7 +404,7 @@ class Trainer:
             aux.backward()
             self.aux_opt.step()
         self.step += 1
-        stats["loss"] = loss.item()
+        stats["loss"] = loss.detach()
         return stats
 
     def run(self, progress: bool = True) -> None:
@@ -339,6 +420,7 @@ class Trainer:
             stats = self.train_step()
             self.seconds += time.time() - t_step
             for k, v in stats.items():
+                v = float(v)
                 if math.isfinite(v):
                     acc.setdefault(k, []).append(v)
             bar.update(1)
