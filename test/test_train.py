@@ -261,6 +261,10 @@ def test_dependent_codec_trains_on_standard_codec_references(tmp_path, capsys):
     moved = {k[6:] for k in after if k.startswith("model/") and not np.array_equal(after[k].numpy(), before[k].numpy())}
     assert moved and all(k.startswith(PARTS["video"]) for k in moved)
     assert not any(k.startswith(("ref_temporal.", "ref_inter.")) for k in moved if not k.endswith("quantiles"))
+    out = tmp_path / "m-thermal_given_rgb.safetensors"
+    assert main(["export", str(dep), str(video), "--name", "m", "--out", str(out)]) == 0
+    history = json.loads(out.with_suffix(".json").read_text())["training"]["history"]
+    assert [h.get("reference_codecs") for h in history[-2:]] == [["h264", "learned"], ["h265"]]
     assert main(["train", "--data", str(DATA / "m3svd_seq"), "--run", str(tmp_path / "bad"), "--limit", "3",
                  "--stage", "ref", "--reference-codec", "h264", "--steps", "1"]) == 2
     assert "stages dep and video only" in capsys.readouterr().err

@@ -72,6 +72,8 @@ def _run_entry(run: Path, meta: dict) -> dict:
              "downscale": t.get("downscale", TrainConfig.downscale), "device": meta.get("device", "cpu")}
     if t.get("blank_reference"):
         entry["blank_reference"] = True
+    if tuple(t.get("reference_codecs", ("learned",))) != ("learned",):
+        entry["reference_codecs"] = list(t["reference_codecs"])
     if meta.get("init"):
         entry["init_sha256"] = meta["init"]["sha256"]
     if meta.get("format") == CHECKPOINT_FORMAT:  # a wall-clock-budget run (timed.py)
