@@ -1,7 +1,7 @@
 """Rate-distortion and speed of the profiles: hybrid (RGB as H.264 / H.265, thermal learned given it)
 against the fully learned profile and x265 low-delay P, on m3svd_seq.
 
-    .venv/bin/python benchmarks/profiles.py --frames 10 --quality 1 3 6 --profiles h264 h265
+    .venv/bin/python benchmarks/profiles.py --quality 1 3 6 --profiles h264 h265   (make results runs it)
 
 The hybrid points are measured in this run (encoder and decoder in one process, one codec thread,
 the frames of every sequence as one stream with GOP --gop). The fully learned profile and the x265
@@ -196,7 +196,7 @@ MARK_BEGIN, MARK_END = "<!-- profiles: benchmarks/profiles.py -->", "<!-- /profi
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "m3svd_seq"))
-    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=None, help="first N frames per sequence (default: as rd.json)")
     ap.add_argument("--quality", type=int, nargs="+", default=[1, 3, 6])
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--profiles", nargs="+", default=["h264", "h265"], choices=["h264", "h265", "learned"])
@@ -210,8 +210,10 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     model = load_model("mmvc", device="cpu")
-    seqs = load_sequences(args.data, frames=args.frames)
     rd = json.loads(Path(args.rd_json).read_text())
+    if args.frames is None:
+        args.frames = rd["run"]["frames_per_sequence"]
+    seqs = load_sequences(args.data, frames=args.frames)
     if rd["model"]["sha256"] != model.sha256 or rd["run"]["frames_per_sequence"] != args.frames:
         raise SystemExit(f"{args.rd_json} was made with another model or other frames; run `make results` first")
     points = {}
