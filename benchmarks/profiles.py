@@ -135,7 +135,7 @@ def render_markdown(res: dict) -> str:
          "constant QP from the quality level) and thermal with the model given libavcodec's decode of "
          "the RGB bytes; the learned profile and the anchors (x265 low-delay P, x265 intra, JPEG) are "
          "the points of the tables above (same frames, same model). Seconds per pair: medians, one codec "
-         "thread, encoder and decoder in one process while the machine also ran tests.\n",
+         "thread, encoder and decoder in one process.\n",
          "| profile | level | RGB QP | RGB bpp | RGB PSNR | thermal bpp | thermal PSNR | encode s/pair | decode s/pair |",
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, pts in res["points"].items():
