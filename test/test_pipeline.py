@@ -187,7 +187,10 @@ def test_encoder_drops_to_newest_pair_under_overload(ros, tmp_path):
     assert frames == len(enc) >= 2
     assert drops > 0, "the encoder kept up with 30 Hz: no overload happened"
     # Every synchronized pair is either encoded or counted as a drop (nothing queued up unseen).
-    assert count - 2 <= frames + drops + int(diag["stale"]) <= count
+    # Best-effort input under overload may lose a message in DDS: count what the node received.
+    received = min(int(diag["rgb_received"]), int(diag["thermal_received"]))
+    assert received >= count - 6, diag
+    assert received - 2 <= frames + drops + int(diag["stale"]) <= received
     assert [e["sequence"] for e in enc] == list(range(len(enc)))
     # Bounded latency: at most about one wait in the slot plus one encode; a FIFO would let it
     # grow to (frames * encode time - publishing time), several seconds here.
@@ -299,5 +302,8 @@ def test_encoder_pairs_9hz_thermal_with_30hz_rgb(ros, tmp_path):
     assert th_stamps == sorted(set(th_stamps))  # each thermal frame used once, in time order
     pairs = int(diag["frames"]) + int(diag["drops"]) + int(diag["stale"])
     assert pairs >= 0.8 * len(raw_th), (pairs, len(raw_th), diag)
-    # Unpaired RGB frames (about 2 of every 3) leave the synchronizer's bounded queue.
-    assert int(diag["sync_evicted"]) >= len(raw_rgb) - pairs - 10
+    # Unpaired RGB frames (about 2 of every 3) leave the synchronizer's bounded queue (at most 10
+    # stay queued). Best-effort input may lose a message in DDS: count what the node received.
+    rgb_received = int(diag["rgb_received"])
+    assert len(raw_rgb) - 6 <= rgb_received <= len(raw_rgb), (rgb_received, len(raw_rgb))
+    assert int(diag["sync_evicted"]) >= rgb_received - pairs - 10, (rgb_received, pairs, diag)

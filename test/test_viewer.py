@@ -262,7 +262,9 @@ def test_page_in_chromium_on_the_pipeline(ros, tmp_path):
                           " s.dispatchEvent(new Event('change')); })()")
             await dt.eval("document.getElementById('range-lo').value = 1000;"
                           "document.getElementById('range-hi').value = 60000; true")
-            await dt.click("btn-range")
+            # (the element's own click: the range legend above it re-wraps with every frame, so a
+            # mouse click at coordinates taken a moment earlier can miss the button)
+            await dt.eval("document.getElementById('btn-range').click(); true")
             results["fixed_meta"] = await dt.wait(
                 "mmcViewer.thermalMeta.range_mode === 'fixed' && mmcViewer.thermalMeta.lo === 1000 && "
                 "mmcViewer.thermalMeta.hi === 60000 && mmcViewer.thermalMeta", 30, "a fixed-range frame")

@@ -353,6 +353,7 @@ class EncoderNode(Node):
                  "encode_ms_mean_all": self._enc_ms_total / max(1, c.pairs),
                  "bytes_total": self._bytes_total}
         s.update({"sync_evicted": self.sync.stats.evicted,
+                  "rgb_received": self._arrivals["rgb"], "thermal_received": self._arrivals["thermal"],
                   "fps": self._bits.rate(), "kbps": self._bits.sum_rate() / 1000.0,
                   "encode_ms_mean": mean(enc), "encode_ms_p95": percentile(enc, 95),
                   "subscribers": self._subscribers})
