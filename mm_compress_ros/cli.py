@@ -71,7 +71,7 @@ def cmd_encode(args) -> None:
                       "quality": args.quality, "gop": args.gop, "profile": enc.profile,
                       "reference_codec": args.reference_codec, "fps": args.fps,
                       "kbps": round(total * 8 / max(enc.frame_index, 1) * args.fps / 1000, 1),
-                      "reference_encoder": getattr(enc.reference, "encoder_name", None)}))
+                      "reference_encoder": enc.reference.encoder_name}))
 
 
 def _write_pair(out: Path, n: int, pair) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from .reference import QP_FIRST, QP_LAST
+from .reference import QP_FIRST, QP_LAST, reference_qp
 
 QP_MAX, QP_MIN = 51, 12
 
@@ -51,7 +51,7 @@ class RateController:
     @property
     def qp(self) -> int:
         """The standard reference codec's QP."""
-        return min(max(round(QP_FIRST - (self.x - 1) * self.qp_per_level), QP_MIN), QP_MAX)
+        return min(max(reference_qp(self.x, self.levels), QP_MIN), QP_MAX)
 
     def frame_coded(self, bits: int, stamp_ns: int | None = None) -> None:
         """Accounts one packet; the frame period comes from the capture stamps when they are given."""

@@ -34,8 +34,9 @@ QP_FIRST, QP_LAST = 37, 22
 DEFAULT_REFERENCE_CODEC = "h264"
 
 
-def reference_qp(level: int, levels: int) -> int:
-    """QP of the standard reference codec at quality ``level`` (1..levels)."""
+def reference_qp(level: float, levels: int) -> int:
+    """QP of the standard reference codec at quality ``level`` (1..levels; the rate controller's
+    continuous knob goes past both ends, its caller bounds the QP)."""
     if levels <= 1:
         return QP_LAST
     return round(QP_FIRST + (QP_LAST - QP_FIRST) * (level - 1) / (levels - 1))
@@ -54,6 +55,7 @@ class LearnedReference:
     """The model's learned reference codec (sections: y, z)."""
 
     codec = "learned"
+    encoder_name = None   # no standard encoder
 
     def __init__(self, net: MultiModalCodec):
         self.net = net
@@ -62,7 +64,8 @@ class LearnedReference:
         pass
 
     def encode(self, image: np.ndarray, x: torch.Tensor, key: bool, prev_ref, level: torch.Tensor,
-               quality: int, qp: int | None = None) -> CodedReference:
+               qp: int) -> CodedReference:
+        """``x`` is ``image`` as the padded tensor; ``qp`` does not apply (the level sets the rate)."""
         sections, digest, x_hat, stages = self.net.compress_ref(x, level, None if key else prev_ref)
         return CodedReference(sections, digest, x_hat, stages)
 
@@ -89,29 +92,25 @@ class VideoReference:
     def reset(self) -> None:
         self._dec.reset()
 
-    def _picture(self, data: bytes, size, key: bool, level):
+    def _picture(self, data: bytes, size, key: bool, level, qp: int) -> CodedReference:
+        """The reference both ends hold: libavcodec's decode of ``data`` (one access unit)."""
         if key:
             self._dec.reset()   # every key frame starts a fresh decoder: nothing carries over
-        img = self._dec.decode(data, size, self.channels)
-        x_hat = to_tensor(img, level.device)
+        x_hat = to_tensor(self._dec.decode(data, size, self.channels), level.device)
         stages = self.net.reference_stages(x_hat, level) if key else None
-        return img, x_hat, stages
+        return CodedReference([data], 0, x_hat, stages, qp)
 
-    def encode(self, image: np.ndarray, x: torch.Tensor, key: bool, prev_ref, level: torch.Tensor,
-               quality: int, qp: int | None = None) -> CodedReference:
+    def encode(self, image: np.ndarray, x, key: bool, prev_ref, level: torch.Tensor, qp: int) -> CodedReference:
+        """``x`` is unused (None): the standard codec takes the 8-bit ``image`` itself."""
         if image.dtype != np.uint8:
             raise ValueError(f"the {self.codec} reference layer codes 8-bit frames, got {image.dtype}")
         if self._enc is None:
             self._enc = LowDelayEncoder(self.codec, self.encoder_choice)
-        qp = reference_qp(quality, self.net.levels) if qp is None else qp
-        data = self._enc.encode(image, qp, key)
-        _, x_hat, stages = self._picture(data, image.shape[:2], key, level)
-        return CodedReference([data], 0, x_hat, stages, qp)
+        return self._picture(self._enc.encode(image, qp, key), image.shape[:2], key, level, qp)
 
     def decode(self, sections, size, padded_size, key: bool, prev_ref, level: torch.Tensor,
                digest: int | None, qp: int) -> CodedReference:
-        _, x_hat, stages = self._picture(sections[0], size, key, level)
-        return CodedReference(list(sections[:1]), 0, x_hat, stages, qp)
+        return self._picture(sections[0], size, key, level, qp)
 
 
 def make_reference(net: MultiModalCodec, codec: str, encoder: str = "auto"):

@@ -23,7 +23,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, PROFILES, REFERENC
                      CorruptPacket, EntropyMismatch, Limits, ModelMismatch, PacketError, PacketHeader,
                      read_packet, write_packet)
 from .ratecontrol import RateController
-from .reference import make_reference
+from .reference import make_reference, reference_qp
 from .videocodec import VideoCodecError
 from .zoo import LoadedModel
 
@@ -214,7 +214,6 @@ class StreamEncoder:
         key = (force_key or requested or self._prev is None or self._since_key >= self.gop
                or signature != self._signature)
         lo, hi = self._thermal_range(thermal, tfmt, key)
-        qp = None
         if key:
             self._apply_pending()
         if self.rate is not None:
@@ -223,12 +222,16 @@ class StreamEncoder:
                 self.quality = self.rate.level
                 self._level = torch.tensor([self.quality - 1], device=self.model.device)
             qp = self.rate.qp
+        else:
+            qp = reference_qp(self.quality, self.model.levels)
         dev = self.model.device
-        ref, dep = self._mod.split(to_tensor(rgb, dev), to_tensor(thermal, dev, lo, hi))
+        learned = self.reference_codec == "learned"   # only the learned reference takes a tensor
+        ref, dep = self._mod.split(to_tensor(rgb, dev) if learned or not self._mod.rgb_is_ref else None,
+                                   to_tensor(thermal, dev, lo, hi) if learned or self._mod.rgb_is_ref else None)
         net, level = self.model.net, self._level
         try:
             with codec_threads(dev):
-                cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, self.quality, qp)
+                cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, qp)
                 if key:
                     d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
                 else:
