@@ -65,15 +65,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quality", type=int, nargs="+", default=[1, 2, 4, 6])
     ap.add_argument("--codec", default="h264", choices=["h264", "h265", "learned"])
+    ap.add_argument("--model", default="mmvc", help="model name (default mmvc)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: 1 for the first design, 2 for an integer decoder)")
     ap.add_argument("--roadscene", type=int, default=20, help="roadscene pairs (default 20)")
     ap.add_argument("--out", default=str(REPO / "docs" / "results" / "cross_modal_hybrid.json"))
     args = ap.parse_args(argv)
     import torch
-    torch.set_num_threads(1)
-    model = load_model("mmvc", device="cpu")
+    model = load_model(args.model, device="cpu")
+    torch.set_num_threads(args.threads or (2 if model.net.exact else 1))
     t0 = time.time()
     res = {"command": "benchmarks/cross_modal_hybrid.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "model_sha256": model.sha256, "reference_codec": args.codec, "rigs": {}}
+           "model": model.model_id, "model_sha256": model.sha256, "reference_codec": args.codec, "rigs": {}}
     for rig, pairs in rigs(args.roadscene).items():
         curves = {}
         for kind in ("real", "blank"):

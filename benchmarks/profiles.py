@@ -134,10 +134,11 @@ def render_markdown(res: dict) -> str:
          "low-delay standard codec (libx264 preset faster / libx265 preset superfast, tune zerolatency, "
          "constant QP from the quality level) and thermal with the model given libavcodec's decode of "
          "the RGB bytes; the learned profile and the anchors (x265 low-delay P, x265 intra, JPEG) are "
-         "the points of the tables above (same frames, same model). Seconds per pair: medians, one codec "
-         "thread, encoder and decoder in one process.\n",
-         "| profile | level | RGB QP | RGB bpp | RGB PSNR | thermal bpp | thermal PSNR | encode s/pair | decode s/pair |",
-         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "the points of the tables above (same frames, same model). Seconds per pair: medians, encoder and "
+         "decoder in one process, with the torch threads given (the first design runs one codec thread; "
+         "a real-time model's integer decoder uses both cores).\n",
+         "| profile | level | RGB QP | RGB bpp | RGB PSNR | thermal bpp | thermal PSNR | encode s/pair | decode s/pair | threads |",
+         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, pts in res["points"].items():
         if not name.startswith(("hybrid", "learned")):
             continue
@@ -145,9 +146,10 @@ def render_markdown(res: dict) -> str:
             lv = p.get("quality", p.get("setting"))
             L.append(f"| {name} | {lv} | {p.get('reference_qp', '-')} | {p['rgb']['bpp']:.3f} | {p['rgb']['psnr']:.2f} | "
                      f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | "
-                     f"{p['encode_s_median']:.2f} | {p['decode_s_median']:.2f} |" if "encode_s_median" in p else
+                     f"{p['encode_s_median']:.3f} | {p['decode_s_median']:.3f} | {p.get('threads', 1)} |"
+                     if "encode_s_median" in p else
                      f"| {name} | {lv} | - | {p['rgb']['bpp']:.3f} | {p['rgb']['psnr']:.2f} | "
-                     f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | - | - |")
+                     f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | - | - | - |")
     L.append("\nBD-rate (PCHIP; negative = fewer bits at equal PSNR). Pair: bits of both modalities per RGB "
              "pixel against the mean of the two PSNRs.\n")
     L.append("| profile | against | RGB | thermal | pair |")
@@ -162,17 +164,21 @@ def render_markdown(res: dict) -> str:
         L.append(f"\n**Measured winner (pair BD-rate against x265 low-delay P): {ranked[0][1]}** "
                  f"({', '.join(f'{k} {v:+.1f} %' for v, k in ranked)}); the default profile "
                  "(`DEFAULT_REFERENCE_CODEC` in codec/reference.py, config/encoder.yaml, README).")
-    cm = REPO / "docs" / "results" / "cross_modal_hybrid.json"
-    if cm.is_file():
+    shas = {res.get("model_sha256")} | {m["sha256"] for m in res.get("hybrid_models", {}).values()}
+    for cm in sorted((REPO / "docs" / "results").glob("cross_modal_*.json")):
         c = json.loads(cm.read_text())
-        if c.get("model_sha256") == res.get("model_sha256"):
-            L.append(f"\n**Cross-modal gain in the hybrid profile** (`{c['command']}`): thermal key frames "
+        if c.get("model_sha256") in shas and "rigs" in c:
+            L.append(f"\n**Cross-modal gain in the hybrid profile, model {c.get('model', 'mmvc')}** "
+                     f"(`{c['command']}`): thermal key frames "
                      f"coded given the {c['reference_codec'].upper()}-decoded RGB against the same network given "
                      "a blank reference (a constant grey image coded the same way), BD-rate of the thermal bits: "
                      + "; ".join(f"{rig} ({r['pairs']} pairs) {_fmt(r['bd_rate_real_vs_blank'])}"
                                  for rig, r in c["rigs"].items())
-                     + ". roadscene is a FLIR rig the model was trained on (stills) but whose RGB is "
-                       "lossy JPEG; m3svd_seq is the held-out test set of the training rig.")
+                     + (". roadscene is a FLIR rig the model was trained on (stills) but whose RGB is "
+                        "lossy JPEG; m3svd_seq is the held-out test set of the training rig."
+                        if res.get("hybrid_models", {}).get(c.get("model"), {}).get("arch", "mmvc") == "mmvc" else
+                        ". Neither rig's frames were in this model's training data (M3SVD clips of other "
+                        "scenes); roadscene is another camera (FLIR) with lossy JPEG RGB."))
     L.append("\n![profiles](results/profiles_rd.png)\n")
     return "\n".join(L) + "\n"
 
@@ -198,6 +204,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "m3svd_seq"))
     ap.add_argument("--frames", type=int, default=None, help="first N frames per sequence (default: as rd.json)")
     ap.add_argument("--quality", type=int, nargs="+", default=[1, 3, 6])
+    ap.add_argument("--model", action="append", default=None, metavar="NAME[:L1,L2,...]",
+                    help="hybrid-profile model(s) to measure, each with its levels (default: mmvc with "
+                         "--quality); e.g. --model mmvc:1,3,6 --model mmrt:1,22,43,64. Points of a "
+                         "model other than mmvc are named 'hybrid <codec> (<model>)'")
+    ap.add_argument("--exact-threads", type=int, default=2,
+                    help="torch threads for models with an integer decoder (rt); the first design "
+                         "always runs one codec thread (default 2)")
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--profiles", nargs="+", default=["h264", "h265"], choices=["h264", "h265", "learned"])
     ap.add_argument("--rebuild", action="store_true",
@@ -225,13 +238,24 @@ def main(argv=None) -> int:
         old = json.loads(Path(args.out).read_text())
         points.update({k: v for k, v in old["points"].items() if k.startswith("hybrid")})
         args.profiles = []
+    hybrid = []
+    for spec in args.model or [f"mmvc:{','.join(map(str, args.quality))}"]:
+        name, _, levels = spec.partition(":")
+        m = model if name == "mmvc" else load_model(name, device="cpu")
+        hybrid.append((name, m, [int(v) for v in levels.split(",")] if levels else args.quality))
     for codec in args.profiles:
-        name = f"hybrid {codec}" if codec != "learned" else "learned (this run)"
-        points[name] = []
-        for q in args.quality:
-            p = measure_profile(model, seqs, codec, q, args.gop)
-            points[name].append(p)
-            print(json.dumps({"profile": codec, **{k: v for k, v in p.items()}}), flush=True)
+        for mname, m, levels in hybrid:
+            if codec == "learned" and mname != "mmvc":
+                continue   # a hybrid-only model has no learned reference codec
+            name = f"hybrid {codec}" if codec != "learned" else "learned (this run)"
+            name += f" ({mname})" if mname != "mmvc" else ""
+            torch.set_num_threads(args.exact_threads if m.net.exact else 1)
+            points[name] = []
+            for q in levels:
+                p = measure_profile(m, seqs, codec, q, args.gop)
+                p["threads"] = torch.get_num_threads()
+                points[name].append(p)
+                print(json.dumps({"profile": codec, "model": mname, **p}), flush=True)
     ours = [k for k in points if k.startswith(("hybrid", "learned"))]
     bd = {a: bd_table({a: points[a], **{k: points[k] for k in ours}}, a) for a, _ in ANCHOR_CURVES[:3]}
     bd_vs_learned = bd_table({k: points[k] for k in ours}, "learned (mmvc-video)")
@@ -244,6 +268,8 @@ def main(argv=None) -> int:
         return 0
     res = {"data": args.data, "frames_per_sequence": args.frames, "sequences": [s.name for s in seqs],
            "gop": args.gop, "model_sha256": model.sha256, "seconds": round(time.time() - t0),
+           "hybrid_models": {n: {"sha256": m.sha256, "levels": m.levels, "arch": m.card["config"].get("arch", "mmvc")}
+                             for n, m, _ in hybrid},
            "command": "benchmarks/profiles.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "points": points, "bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}
     Path(args.out).write_text(json.dumps(res, indent=1))

@@ -44,8 +44,11 @@ def cmd_encode(args) -> None:
     model = _load(args)
     if args.target_kbps < 0 or args.fps <= 0:
         raise CliError("--target-kbps must be >= 0 and --fps positive")
-    enc = StreamEncoder(model, quality=args.quality, gop=args.gop, reference_codec=args.reference_codec,
-                        encoder=args.encoder, target_kbps=args.target_kbps, fps=args.fps)
+    try:
+        enc = StreamEncoder(model, quality=args.quality, gop=args.gop, reference_codec=args.reference_codec,
+                            encoder=args.encoder, target_kbps=args.target_kbps, fps=args.fps)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     n = count_frames(args.rgb)
     if args.frames:
         n = min(n, args.frames)
@@ -180,6 +183,9 @@ def cmd_train(args) -> None:
     from .train.data import load_training_set
     from .train.trainer import TrainConfig, Trainer
 
+    if args.arch == "rt":
+        from .codec.rtcodec import RTConfig
+        from .train.rt import RTTrainer as Trainer  # noqa: F811
     roots = [Path(p) for p in args.data] if args.data else None
     if not roots:
         root = default_data_root()
@@ -188,7 +194,8 @@ def cmd_train(args) -> None:
         roots = [root / "roadscene", root / "m3svd_video"]
     data = load_training_set(roots, limit=args.limit)
     print(f"training data: {data.describe()}", file=sys.stderr)
-    mcfg = ModelConfig(direction=args.direction, N=args.N, M=args.M)
+    mcfg = (RTConfig(direction=args.direction) if args.arch == "rt"
+            else ModelConfig(direction=args.direction, N=args.N, M=args.M))
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
                       still_every=args.still_every, downscale=args.downscale, seed=args.seed,
@@ -256,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rgb", required=True, help="folder of RGB frames (sorted by name) or a video file")
     p.add_argument("--thermal", required=True, help="folder of thermal frames or a video file")
     p.add_argument("--out", required=True, help="stream file to write")
-    p.add_argument("--quality", type=int, default=3, help="1 = smallest stream (default 3)")
+    p.add_argument("--quality", type=int, default=None,
+                   help="1 = smallest stream, up to the model's levels (`mm-compress models`); default: "
+                        "the model's middle level")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
     p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
     p.add_argument("--fps", type=float, default=10.0, help="frame rate of the input frames (capture stamps; "
@@ -287,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or resume) a model; checkpoints in --run")
     p.add_argument("--data", nargs="+", help="data folders (default: ../shared/data roadscene + m3svd_video)")
     p.add_argument("--run", required=True, help="run folder: checkpoint.safetensors/json, train.log")
+    p.add_argument("--arch", default="mmvc", choices=["mmvc", "rt"],
+                   help="mmvc: the first design (all four codecs); rt: the real-time dependent codec "
+                        "of the hybrid profile (integer decoder, skip mode, 64 levels; stage all, "
+                        "--reference-codec h264/h265)")
     p.add_argument("--stage", default="all", choices=["ref", "dep", "video", "all"])
     p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--steps", type=int, default=20000, help="total steps (a resumed run continues to this)")

@@ -23,7 +23,7 @@ def cmd_bag_encode(args) -> None:
     if not args.slop > 0 or args.queue_size < 1:
         raise BagError("--slop must be positive and --queue-size at least 1")
     model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
-    if not 1 <= args.quality <= model.levels:
+    if args.quality is not None and not 1 <= args.quality <= model.levels:
         raise BagError(f"--quality must be 1..{model.levels} for model {model.model_id}")
     res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
                      quality=args.quality, gop=args.gop, storage=args.storage,
@@ -74,7 +74,8 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("out", metavar="OUT", help="output bag folder (must not exist)")
     p.add_argument("--rgb-topic", required=True, help="sensor_msgs/Image topic, rgb8 or bgr8")
     p.add_argument("--thermal-topic", required=True, help="sensor_msgs/Image topic, mono8, mono16 or 16UC1")
-    p.add_argument("--quality", type=int, default=3, help="1 = smallest stream (default 3)")
+    p.add_argument("--quality", type=int, default=None,
+                   help="1 = smallest stream, up to the model's levels; default: the model's middle level")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames (default 10)")
     p.add_argument("--model", default="mmvc", help="model name (see `mm-compress models`)")
     p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])

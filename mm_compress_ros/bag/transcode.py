@@ -53,7 +53,7 @@ class EncodeStats:
     seconds: float = 0.0
 
 
-def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int = 3, gop: int = 10,
+def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int | None = None, gop: int = 10,
                storage: str = "mcap", encoded_topic: str = DEFAULT_ENCODED_TOPIC,
                slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False,
                reference_codec: str = "learned", encoder: str = "auto", target_kbps: float = 0.0) -> dict:
@@ -69,6 +69,7 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
         raise BagError("--target-kbps must be >= 0")
     pairs = PairEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
                         target_kbps=target_kbps)
+    quality = pairs.stream.quality   # the model's default when none was given
     st = EncodeStats()
     t0 = time.perf_counter()
     reader = open_reader(inp)

@@ -52,9 +52,12 @@ class Decoded:
 
     ref: torch.Tensor
     dep: torch.Tensor
+    dep_state: object = None   # what the next predicted dependent frame takes (see compress_dep)
 
 
 class MultiModalCodec(nn.Module):
+    exact = False   # floating-point decoder: encoder and decoder pin one thread count (stream.py)
+
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
         cfg = cfg or ModelConfig()
@@ -178,6 +181,24 @@ class MultiModalCodec(nn.Module):
         dep_hat, _ = self.dep_inter.decompress(
             sections, dep_size, level, digest, ctx=self._dep_inter_ctx(dep_prev, ref_hat), base=dep_prev)
         return dep_hat.clamp(0, 1)
+
+    # one entry point for either frame type, shared with the real-time codec (rtcodec.py): the
+    # dependent ``state`` of this design is its decoded image
+    def compress_dep(self, ref_hat, stages, dep, level, state=None):
+        """Key frame without ``state``, else predicted. Returns (sections, digest, dep_hat, state)."""
+        if state is None:
+            sections, digest, dep_hat = self.compress_dep_key(ref_hat, stages, dep, level)
+        else:
+            sections, digest, dep_hat = self.compress_dep_predicted(ref_hat, dep, state, level)
+        return sections, digest, dep_hat, dep_hat
+
+    def decompress_dep(self, sections, ref_hat, stages, size, level, digest=None, state=None):
+        """Inverse of :meth:`compress_dep`: returns (dep_hat, state)."""
+        if state is None:
+            dep_hat = self.decompress_dep_key(sections, ref_hat, stages, size, level, digest)
+        else:
+            dep_hat = self.decompress_dep_predicted(sections, ref_hat, state, size, level, digest)
+        return dep_hat, dep_hat
 
     def reference_stages(self, ref_hat, level):
         """Decoder-stage features for a reference picture coded by another codec.

@@ -25,7 +25,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, PROFILES, REFERENC
 from .ratecontrol import RateController
 from .reference import make_reference, reference_qp
 from .videocodec import VideoCodecError
-from .zoo import LoadedModel
+from .zoo import LoadedModel, has_learned_reference
 
 
 # PyTorch picks different CPU kernels by thread count (for example THNN for a batch-1 1x1
@@ -37,8 +37,10 @@ CODEC_THREADS = int(os.environ.get("MM_COMPRESS_CODEC_THREADS", "1"))
 
 
 @contextlib.contextmanager
-def codec_threads(device: torch.device):
-    if device.type != "cpu" or torch.get_num_threads() == CODEC_THREADS:
+def codec_threads(device: torch.device, exact: bool = False):
+    """Pins the thread count around a first-design network; ``exact`` networks (the real-time
+    codec's integer decoder, rtcodec.py) decode identically on any thread count and keep them all."""
+    if exact or device.type != "cpu" or torch.get_num_threads() == CODEC_THREADS:
         yield
         return
     saved = torch.get_num_threads()
@@ -112,9 +114,10 @@ class StreamEncoder:
     is a poor (or wrong) temporal reference. Both layers' key frames coincide.
     """
 
-    def __init__(self, model: LoadedModel, quality: int = 3, gop: int = 10, stream_id: int | None = None,
+    def __init__(self, model: LoadedModel, quality: int | None = None, gop: int = 10, stream_id: int | None = None,
                  max_gap_ns: int = 1_000_000_000, reference_codec: str = "learned", encoder: str = "auto",
                  target_kbps: float = 0.0, fps: float = 10.0):
+        quality = model.default_quality if quality is None else quality
         if not 1 <= quality <= model.levels:
             raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
         if gop < 1:
@@ -127,6 +130,9 @@ class StreamEncoder:
         self.rate = RateController(1000.0 * target_kbps, model.levels, fps, start=quality) if target_kbps else None
         self._fps = fps
         self._pending = None            # (quality, target_kbps) of set_rate, applied at the next key frame
+        if reference_codec == "learned" and not has_learned_reference(model.net):
+            raise ValueError(f"model {model.name!r} codes only the dependent modality (hybrid profile); "
+                             f"use reference_codec h264 or h265, or a fully learned model such as mmvc")
         self.reference_codec = reference_codec
         self.reference = make_reference(model.net, reference_codec, encoder)
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
@@ -230,12 +236,10 @@ class StreamEncoder:
                                    to_tensor(thermal, dev, lo, hi) if learned or self._mod.rgb_is_ref else None)
         net, level = self.model.net, self._level
         try:
-            with codec_threads(dev):
+            with codec_threads(dev, net.exact):
                 cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, qp)
-                if key:
-                    d_str, d_dig, dep_hat = net.compress_dep_key(cr.x_hat, cr.stages, dep, level)
-                else:
-                    d_str, d_dig, dep_hat = net.compress_dep_predicted(cr.x_hat, dep, self._prev.dep, level)
+                d_str, d_dig, dep_hat, dep_state = net.compress_dep(
+                    cr.x_hat, cr.stages, dep, level, None if key else self._prev.dep_state)
         except BaseException:
             # nothing was sent, but a standard codec's state may have moved on: restart with a key frame
             self._force_key = True
@@ -252,7 +256,7 @@ class StreamEncoder:
         if self.rate is not None:
             self.rate.frame_coded(8 * len(packet), stamp_ns)
         self._header = header
-        self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat), signature, (lo, hi)
+        self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat, dep_state), signature, (lo, hi)
         self._since_key = 1 if key else self._since_key + 1
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
         self.last_frame_type = FRAME_TYPES[header.frame_type]
@@ -329,24 +333,20 @@ class StreamDecoder:
         ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
         n_ref = sum(role == "ref" for role, _ in h.layout)
         try:
-            with codec_threads(dev):
+            with codec_threads(dev, net.exact):
                 cr = self._reference(h.reference_codec).decode(
                     sections[:n_ref], ref_size, padded(ref_size), key, None if key else self._prev.ref,
                     level, h.index_digests[0], h.reference_qp)
                 dep_sections, dep_pad = sections[n_ref:], padded(dep_size)
-                if key:
-                    dep_hat = net.decompress_dep_key(dep_sections, cr.x_hat, cr.stages, dep_pad, level,
-                                                     h.index_digests[1])
-                else:
-                    dep_hat = net.decompress_dep_predicted(dep_sections, cr.x_hat, self._prev.dep, dep_pad,
-                                                           level, h.index_digests[1])
-        except EntropyMismatch:
+                dep_hat, dep_state = net.decompress_dep(dep_sections, cr.x_hat, cr.stages, dep_pad, level,
+                                                        h.index_digests[1], None if key else self._prev.dep_state)
+        except PacketError:   # a corrupt section, or entropy indexes that differ from the encoder's
             self.reset()
             raise
         except VideoCodecError as exc:
             self.reset()
             raise CorruptPacket(str(exc)) from None
-        self._prev, self._last = Decoded(cr.x_hat, dep_hat), h
+        self._prev, self._last = Decoded(cr.x_hat, dep_hat, dep_state), h
         self.decoded += 1
         return _pair(self._mod, self._prev, h)
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .device import resolve_device
 from .multimodal import DIRECTIONS, ModelConfig, MultiModalCodec
+from .rtcodec import RTConfig, RTDependentCodec
 
 DEFAULT_MODEL = "mmvc"
 DEFAULT_DIRECTION = "thermal_given_rgb"
@@ -50,7 +51,7 @@ def models_dir() -> Path:
 class LoadedModel:
     name: str
     direction: str
-    net: MultiModalCodec
+    net: MultiModalCodec | RTDependentCodec
     sha256: str
     card: dict
     device: torch.device
@@ -66,6 +67,32 @@ class LoadedModel:
     @property
     def levels(self) -> int:
         return self.net.cfg.levels
+
+    @property
+    def default_quality(self) -> int:
+        """The level used when none is given: the card's ``default_quality``, else the middle one."""
+        return int(self.card.get("default_quality") or (self.levels + 1) // 2)
+
+
+ARCHS = {
+    # card "config" "arch" -> (config class, network class); cards without one are the first design
+    "mmvc": (ModelConfig, MultiModalCodec),
+    "rt": (RTConfig, RTDependentCodec),
+}
+
+
+def build_net(config: dict) -> MultiModalCodec | RTDependentCodec:
+    """The (untrained) network a model card's or checkpoint's ``config`` describes."""
+    arch = config.get("arch", "mmvc")
+    if arch not in ARCHS:
+        raise ModelError(f"unknown model architecture {arch!r} (this version knows {', '.join(ARCHS)})")
+    cfg_cls, net_cls = ARCHS[arch]
+    return net_cls(cfg_cls(**config))
+
+
+def has_learned_reference(net) -> bool:
+    """Whether ``net`` has its own reference codec (the fully learned profile)."""
+    return hasattr(net, "compress_ref")
 
 
 def sha256_file(path: Path) -> str:
@@ -93,10 +120,10 @@ def load_weights_file(path: Path | str) -> dict:
     return state
 
 
-def export_model(net: MultiModalCodec, path: Path, card: dict) -> dict:
+def export_model(net: MultiModalCodec | RTDependentCodec, path: Path, card: dict) -> dict:
     """Writes ``path`` (.safetensors) and its card (.json, with the file's SHA-256)."""
     net = net.cpu().eval()
-    net.update(force=True)
+    net.update(force=True)   # CDF tables (and for the real-time codec: integer weights, quality bank)
     # learned weights are stored as float16 (half the size; no measurable RD change); buffers as
     # they are: integer CDF tables, and float constants (the 1e-9 likelihood bound, GDN pedestals,
     # the scale table) that float16 would round to zero or move off the CDF tables
@@ -147,10 +174,10 @@ def load_model(name: str = DEFAULT_MODEL, direction: str = DEFAULT_DIRECTION,
     if card.get("reference_input") == "blank" and not baseline_ok:
         raise ModelError(f"{weights.name} is a single-modality evaluation baseline (trained with a blank "
                          "reference), not a streaming model; use the cross-modal model (e.g. mmvc)")
-    cfg = ModelConfig(**card["config"])
+    net = build_net(card["config"])
+    cfg = net.cfg
     if cfg.direction != direction and not path:
         raise ModelError(f"{weights.name} is a {cfg.direction} model, not {direction}")
-    net = MultiModalCodec(cfg)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(weights)).items()}
     _resize_buffers(net, state)
     net.load_state_dict(state)

@@ -95,7 +95,7 @@ class EncoderNode(Node):
         p = self.declare_parameter
         self.model_name = p("model", "mmvc").value
         self.direction = p("direction", "thermal_given_rgb").value
-        self.quality = int(p("quality", 3).value)
+        self.quality = int(p("quality", 0).value) or None   # 0: the model's middle level
         self.gop = int(p("gop", 10).value)
         self.reference_codec = p("reference_codec", DEFAULT_REFERENCE_CODEC).value
         self.video_encoder = p("video_encoder", "auto").value
@@ -137,7 +137,7 @@ class EncoderNode(Node):
                                  target_kbps=self.target_kbps)
         self.get_logger().info(
             f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
-            f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.quality}, "
+            f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.pairs.stream.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
         # quality and target_kbps may change at run time (ros2 param set, the viewer): from the
         # next key frame on; every other parameter of this node is read once, at start

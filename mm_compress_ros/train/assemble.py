@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..codec.multimodal import ModelConfig, MultiModalCodec
-from ..codec.zoo import load_weights_file
+from ..codec.multimodal import MultiModalCodec
+from ..codec.zoo import build_net, load_weights_file
 from .timed import CHECKPOINT_FORMAT, load_shards
 from .trainer import PARTS, TrainConfig
 
@@ -130,7 +130,7 @@ def assemble(runs: list[Path], name: str, summary: str = "", data_note: str = ""
     for r, m in zip(runs[1:], metas[1:]):
         if m["train"]["model"] != cfg_dict:
             raise AssembleError(f"{r} was trained with another model configuration than {runs[0]}")
-    net = MultiModalCodec(ModelConfig(**cfg_dict))
+    net = build_net(cfg_dict)
     state = _run_weights(runs[0], metas[0])
     for r, m in zip(runs[1:], metas[1:]):
         parts = _trained_by(m["train"]["stage"])

@@ -8,7 +8,11 @@ Layouts understood (all with matching file names between the two modalities):
 * frame-sequence folders: ``<root>/<seq>/{rgb,thermal}/NNNN.png`` (M3SVD sequences);
 * KAIST multispectral sequences: ``<root>/setXX/VXXX/{visible,lwir}/IXXXXX.jpg``;
 * paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV, or with
-  OpenCV's FFmpeg where PyAV is missing (the lent GPU machine): the same frames either way.
+  OpenCV's FFmpeg where PyAV is missing (the lent GPU machine): the same frames either way;
+* thermal-only videos: ``<root>/<clip>/thermal.mp4`` (M3SVD thermal clips). Their RGB side is the
+  blank reference (a constant grey image, no memory): they teach the dependent codec to code
+  thermal when the other camera says nothing, which is also what the cross-modal gain is
+  measured against. :class:`CropSampler` draws them with probability ``blank_share``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Sequence:
     name: str
     rgb: np.ndarray
     thermal: np.ndarray
+    blank: bool = False     # no RGB was recorded: ``rgb`` is the blank reference
 
 
 @dataclass
@@ -44,7 +49,10 @@ class TrainingSet:
 
     def describe(self) -> str:
         frames = sum(len(s.rgb) for s in self.sequences)
-        return f"{len(self.stills)} still pairs, {len(self.sequences)} sequences ({frames} frames)"
+        blank = [s for s in self.sequences if s.blank]
+        extra = (f", of which {len(blank)} thermal-only ({sum(len(s.rgb) for s in blank)} frames)"
+                 if blank else "")
+        return f"{len(self.stills)} still pairs, {len(self.sequences)} sequences ({frames} frames){extra}"
 
 
 def _match(rgb_dir: Path, th_dir: Path) -> list[tuple[Path, Path]]:
@@ -118,12 +126,14 @@ def _kaist_sequences(root: Path) -> list[Path]:
 
 
 def detect_layout(d: Path) -> str | None:
-    """One of ``flir``, ``videos``, ``sequences``, ``kaist``, ``pairs`` or None."""
+    """One of ``flir``, ``videos``, ``thermal_videos``, ``sequences``, ``kaist``, ``pairs`` or None."""
     if (d / "JPEGImages").is_dir() and next((d / "JPEGImages").glob("*_PreviewData.jpeg"), None):
         return "flir"
     subdirs = [p for p in d.iterdir() if p.is_dir()]
     if any((p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file() for p in subdirs):
         return "videos"
+    if any((p / "thermal.mp4").is_file() for p in subdirs):
+        return "thermal_videos"
     if any((p / "rgb").is_dir() and (p / "thermal").is_dir() for p in subdirs):
         return "sequences"
     if _kaist_sequences(d):
@@ -199,6 +209,20 @@ def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1,
     return seqs
 
 
+def load_thermal_videos(root: Path, limit: int | None = None, stride: int = 1,
+                        decoder: str = "auto") -> list[Sequence]:
+    """Thermal-only clips; their RGB is the blank reference, broadcast (it takes no memory)."""
+    from ..codec.multimodal import BLANK_REFERENCE
+
+    seqs = []
+    clips = sorted(p for p in root.iterdir() if (p / "thermal.mp4").is_file() and not (p / "rgb.mp4").exists())
+    for d in tqdm(clips, desc=f"thermal videos {root.name}", leave=False):
+        th = np.stack(read_video(d / "thermal.mp4", True, limit, stride, decoder))
+        rgb = np.broadcast_to(np.uint8(BLANK_REFERENCE), (*th.shape, 3))
+        seqs.append(Sequence(d.name, rgb, th, blank=True))
+    return seqs
+
+
 def load_training_set(roots: list[Path], limit: int | None = None, decoder: str = "auto") -> TrainingSet:
     """Loads each root by its layout (see :func:`detect_layout`), or each of its subfolders
     (``decoder``: how videos are decoded, see :func:`read_video`)."""
@@ -216,6 +240,8 @@ def load_training_set(roots: list[Path], limit: int | None = None, decoder: str 
                 ts.stills += load_flir_aligned(folder, limit)
             elif kind == "videos":
                 ts.sequences += load_video_pairs(folder, limit, decoder=decoder)
+            elif kind == "thermal_videos":
+                ts.sequences += load_thermal_videos(folder, limit, decoder=decoder)
             elif kind == "sequences":
                 ts.sequences += load_frame_sequences(
                     sorted(p for p in folder.iterdir() if (p / "rgb").is_dir()), limit=limit)
@@ -232,7 +258,8 @@ def load_training_set(roots: list[Path], limit: int | None = None, decoder: str 
 class CropSampler:
     """Random aligned crops: key-frame batches and (previous, current) sequence batches."""
 
-    def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3, downscale: float = 1.0):
+    def __init__(self, data: TrainingSet, crop: int, seed: int, max_gap: int = 3, downscale: float = 1.0,
+                 blank_share: float = 0.25):
         data.sequences = [q for q in data.sequences if len(q.rgb) >= 2]
         small = [q.name for q in data.sequences if min(q.thermal.shape[1:3]) < crop]
         small += [f"still {i}" for i, (_, t) in enumerate(data.stills) if min(t.shape[:2]) < crop]
@@ -242,6 +269,17 @@ class CropSampler:
             raise ValueError(f"--downscale must be in (0, 1], got {downscale}")
         self.data, self.crop, self.max_gap, self.downscale = data, crop, max_gap, downscale
         self.rng = np.random.default_rng(seed)
+        # thermal-only sequences (blank reference) are drawn with probability ``blank_share``
+        self._pools = ([i for i, q in enumerate(data.sequences) if not q.blank],
+                       [i for i, q in enumerate(data.sequences) if q.blank])
+        self.blank_share = blank_share
+
+    def _sequence(self) -> Sequence:
+        paired, blank = self._pools
+        if not (paired and blank):  # one kind only: uniform over sequences
+            return self.data.sequences[int(self.rng.integers(len(self.data.sequences)))]
+        pool = blank if self.rng.random() < self.blank_share else paired
+        return self.data.sequences[pool[int(self.rng.integers(len(pool)))]]
 
     def _crop(self, arrays, h, w):
         """The same random window of every array (one frame pair, or a clip), flipped or not.
@@ -286,7 +324,7 @@ class CropSampler:
         apart (1..max_gap, drawn per sample), the same crop for all of them."""
         out = [[] for _ in range(2 * length)]
         for _ in range(batch):
-            s = self.data.sequences[int(self.rng.integers(len(self.data.sequences)))]
+            s = self._sequence()
             n = len(s.rgb)
             if n < length:
                 raise ValueError(f"sequence {s.name} has {n} frames, fewer than a clip of {length}")

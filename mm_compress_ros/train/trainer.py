@@ -126,12 +126,13 @@ class Trainer:
             raise ValueError(f"--chain must be >= 1, got {cfg.chain}")
         if cfg.still_every < 1:
             raise ValueError(f"--still-every must be >= 1, got {cfg.still_every}")
-        if cfg.blank_reference and cfg.stage != "dep":
+        rt = cfg.model.to_dict().get("arch") == "rt"   # the real-time codec (train/rt.py): stage all
+        if cfg.blank_reference and cfg.stage != "dep" and not rt:
             raise ValueError("a blank reference (single-modality baseline) trains stage 'dep' only")
         bad = [c for c in cfg.reference_codecs if c not in ("learned", "h264", "h265")]
         if bad or not cfg.reference_codecs:
             raise ValueError(f"unknown reference codec(s) {bad}; use learned, h264, h265")
-        if any(c != "learned" for c in cfg.reference_codecs) and cfg.stage not in ("dep", "video"):
+        if any(c != "learned" for c in cfg.reference_codecs) and cfg.stage not in ("dep", "video") and not rt:
             raise ValueError("standard-codec references train stages dep and video only")
         if any(c != "learned" for c in cfg.reference_codecs) and not importlib.util.find_spec("av"):
             raise ValueError("--reference-codec h264/h265 needs PyAV (av), which is not installed here")

@@ -1,0 +1,87 @@
+"""Training of the real-time dependent codec (:mod:`..codec.rtcodec`), on the hybrid profile's terms.
+
+Each sample is a clip: a key frame and ``chain`` predicted frames of one sequence, the same crop.
+The reference modality of every frame is coded by H.264/H.265 at the QP of the sample's level (or
+replaced by a constant image: the single-modality baseline) and decoded by libavcodec, as the
+receiver gets it; the dependent codec codes the clip frame after frame, each predicted frame from
+the previous one's decoded feature, with gradients through the chain. A share of the clips
+(``static_share``) repeats the key frame, so the skip rule learns that an unchanged scene costs
+nothing. Every ``still_every``-th step adds a batch of still pairs coded as key frames.
+
+Loss: the sum over coded frames of ``bpp + lambda[level] * 255^2 * MSE``, one of the model's
+levels drawn per sample (the quality bank's lambdas are geometric from ``lambda_min`` to
+``lambda_max``). The checkpoints, resumption and logging are :class:`..train.trainer.Trainer`'s.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..codec.multimodal import BLANK_REFERENCE
+from ..codec.rtcodec import RTDependentCodec
+from .trainer import Trainer, _psnr, _rd_terms
+
+STATIC_SHARE = 0.15
+
+
+class RTTrainer(Trainer):
+    def __init__(self, cfg, data, run_dir, device="cpu", init_weights=None, **kw):
+        if cfg.stage != "all":
+            raise ValueError("the real-time codec trains as one part (stage all)")
+        if "learned" in cfg.reference_codecs and not cfg.blank_reference:
+            raise ValueError("the real-time codec is the hybrid profile's dependent codec: "
+                             "train it with --reference-codec h264,h265 (or --blank-reference)")
+        if kw.get("model") is None:
+            kw["model"] = RTDependentCodec(cfg.model).to(device)
+            if init_weights:
+                from ..codec.zoo import load_weights_file
+                state = load_weights_file(init_weights)
+                params = dict(kw["model"].named_parameters())
+                kw["model"].load_state_dict({k: v.float() for k, v in state.items() if k in params}, strict=False)
+        super().__init__(cfg, data, run_dir, device=device, **kw)
+        self.lambdas = self.model.lambdas(self.device)
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def _references(self, frames: list[torch.Tensor], level: torch.Tensor) -> list[torch.Tensor]:
+        if self.cfg.blank_reference:
+            return [torch.full_like(f, BLANK_REFERENCE / 255.0) for f in frames]
+        return self._video_refs(frames, level)
+
+    def _clip_loss(self, refs, deps, level, lam, tag: str, stats: dict) -> torch.Tensor:
+        loss, state = torch.zeros((), device=self.device), None
+        for k, (r, x) in enumerate(zip(refs, deps)):
+            out = self.model(x, r, level, state)
+            bpp, d, mse = _rd_terms(x, out["x_hat"], out["likelihoods"], lam)
+            loss = loss + (bpp + d).mean()
+            name = f"{tag}key" if k == 0 else f"{tag}p{k}"
+            stats.update({f"{name}_bpp": bpp.detach().mean(), f"{name}_psnr": _psnr(mse),
+                          f"{name}_skip": out["skip"].detach()})
+            state = out["state"]
+        return loss
+
+    def _forward_loss(self):
+        cfg = self.cfg
+        b = cfg.batch
+        level = self._levels(b)
+        lam = self.lambdas[level]
+        stats: dict = {}
+        frames = self._clips(b, 1 + cfg.chain)
+        rgb_is_ref = self.model.ref_name == "rgb"
+        refs = [frames[2 * k + (0 if rgb_is_ref else 1)] for k in range(1 + cfg.chain)]
+        deps = [frames[2 * k + (1 if rgb_is_ref else 0)] for k in range(1 + cfg.chain)]
+        # a share of static clips: the key frame repeated (the same picture coded again)
+        static = torch.rand(b, generator=self.rng) < STATIC_SHARE
+        if static.any():
+            for seq in (refs, deps):
+                for k in range(1, len(seq)):
+                    seq[k] = torch.where(static.to(self.device)[:, None, None, None], seq[0], seq[k])
+        with torch.no_grad():
+            ref_hats = self._references(refs, level)
+        loss = self._clip_loss(ref_hats, deps, level, lam, "", stats)
+        if self.data.stills and self.step % cfg.still_every == 0:
+            rs, ts = self._stills(b)
+            r, x = (rs, ts) if rgb_is_ref else (ts, rs)
+            with torch.no_grad():
+                r_hat = self._references([r], level)[0]
+            loss = loss + self._clip_loss([r_hat], [x], level, lam, "still_", stats)
+        return loss, stats
