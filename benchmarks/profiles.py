@@ -199,6 +199,40 @@ def update_results_doc(res: dict, doc: Path) -> None:
 MARK_BEGIN, MARK_END = "<!-- profiles: benchmarks/profiles.py -->", "<!-- /profiles -->"
 
 
+def _kept_points(out: Path, model, measuring: set[str], profiles: list[str]) -> dict:
+    """Hybrid points of the last run for models this run does not measure, when their weights are
+    still the shipped ones (so one model can be re-measured without re-running the others)."""
+    if not out.is_file():
+        return {}
+    old = json.loads(out.read_text())
+    if old.get("model_sha256") != model.sha256:
+        return {}
+    models = old.get("hybrid_models", {"mmvc": {"sha256": old["model_sha256"]}})
+    kept = {}
+    for name, pts in old["points"].items():
+        if not name.startswith("hybrid"):
+            continue
+        mname = name[name.index("(") + 1:-1] if name.endswith(")") else "mmvc"
+        if mname in measuring:
+            continue
+        try:
+            current = model.sha256 if mname == "mmvc" else load_model(mname, device="cpu").sha256
+        except Exception:
+            continue
+        if models.get(mname, {}).get("sha256") == current:
+            kept[name] = pts
+    return kept
+
+
+def _kept_models(out: Path, kept: dict) -> dict:
+    if not kept:
+        return {}
+    old = json.loads(out.read_text())
+    names = {k[k.index("(") + 1:-1] if k.endswith(")") else "mmvc" for k in kept}
+    models = old.get("hybrid_models", {"mmvc": {"sha256": old["model_sha256"], "levels": 6, "arch": "mmvc"}})
+    return {n: v for n, v in models.items() if n in names}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "m3svd_seq"))
@@ -243,6 +277,8 @@ def main(argv=None) -> int:
         name, _, levels = spec.partition(":")
         m = model if name == "mmvc" else load_model(name, device="cpu")
         hybrid.append((name, m, [int(v) for v in levels.split(",")] if levels else args.quality))
+    kept = _kept_points(Path(args.out), model, {n for n, _, _ in hybrid}, args.profiles) if not args.rebuild else {}
+    points.update(kept)
     for codec in args.profiles:
         for mname, m, levels in hybrid:
             if codec == "learned" and mname != "mmvc":
@@ -268,8 +304,9 @@ def main(argv=None) -> int:
         return 0
     res = {"data": args.data, "frames_per_sequence": args.frames, "sequences": [s.name for s in seqs],
            "gop": args.gop, "model_sha256": model.sha256, "seconds": round(time.time() - t0),
-           "hybrid_models": {n: {"sha256": m.sha256, "levels": m.levels, "arch": m.card["config"].get("arch", "mmvc")}
-                             for n, m, _ in hybrid},
+           "hybrid_models": {**_kept_models(Path(args.out), kept),
+                             **{n: {"sha256": m.sha256, "levels": m.levels, "arch": m.card["config"].get("arch", "mmvc")}
+                                for n, m, _ in hybrid}},
            "command": "benchmarks/profiles.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "points": points, "bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}
     Path(args.out).write_text(json.dumps(res, indent=1))

@@ -325,9 +325,28 @@ def x265_run(seqs, frames, gop, qp, coders, bar, warm: bool = False) -> list[dic
     return rows
 
 
+class _ModuleTimer:
+    """Wall time spent inside ``modules`` (forward hooks), accumulated until read with ``take``."""
+
+    def __init__(self, modules):
+        self.total, self._t0 = 0.0, {}
+        self._handles = [h for m in modules for h in (
+            m.register_forward_pre_hook(lambda mod, inp: self._t0.__setitem__(id(mod), time.perf_counter())),
+            m.register_forward_hook(lambda mod, inp, out: self._add(mod)))]
+
+    def _add(self, mod):
+        self.total += time.perf_counter() - self._t0.pop(id(mod))
+
+    def take(self) -> float:
+        t, self.total = self.total, 0.0
+        return t
+
+
 def old_run(model, seqs, frames, gop, quality, coders, bar, warm: bool = False) -> list[dict]:
-    """The first design's dependent codec (MultiModalCodec) given the same kind of reference."""
+    """The first design's dependent codec (MultiModalCodec) given the same kind of reference; the
+    time its window cross-attention (SpatialAlignment, key frames) takes in the decoder is kept."""
     net = model.net
+    attention = _ModuleTimer(net.dep_intra.g_s.align or [])
     lv = torch.tensor([quality - 1], dtype=torch.long)
     qp = reference_qp(quality, net.levels)
     enc, dec = coders
@@ -350,6 +369,7 @@ def old_run(model, seqs, frames, gop, quality, coders, bar, warm: bool = False) 
             else:
                 sections, digest, e_prev = net.compress_dep_predicted(ref_hat, x, e_prev, lv)
             t3 = time.perf_counter()
+            attention.take()
             if key:
                 stages = net.reference_stages(ref_hat, lv)
                 d_prev = net.decompress_dep_key(sections, ref_hat, stages, size, lv, digest)
@@ -363,6 +383,7 @@ def old_run(model, seqs, frames, gop, quality, coders, bar, warm: bool = False) 
                              "ref_encode_ms": _ms(t1 - t0), "ref_decode_ms": _ms(t2 - t1),
                              "dep_encode_ms": _ms(t3 - t2), "dep_decode_ms": _ms(t4 - t3),
                              "ref_bytes": len(au), "dep_bytes": sum(len(b) for b in sections),
+                             "attention_decode_ms": _ms(attention.take()),
                              "thermal_psnr": round(psnr(th, out), 3)})
     return rows
 
@@ -394,6 +415,8 @@ def pair_summary(rows: list[dict]) -> dict:
     out["ref_bytes_key"] = mean([r["ref_bytes"] for r in keys])
     out["ref_bytes_predicted"] = mean([r["ref_bytes"] for r in preds])
     out["thermal_psnr"] = mean([r["thermal_psnr"] for r in rows])
+    if "attention_decode_ms" in rows[0] and keys:
+        out["attention_decode_ms_key"] = _median([r["attention_decode_ms"] for r in keys])
     if "dep_sections" in rows[0]:
         for sel, rr in (("key", keys), ("predicted", preds)):
             if rr:
@@ -545,6 +568,12 @@ def render_markdown(res: dict) -> str:
         L.append(f"\nFirst design with {old['reference_codec']}: pair "
                  f"{_f(s['pair_encode_fps'], '{:.2f}')} fps encode, {_f(s['pair_decode_fps'], '{:.2f}')} fps decode "
                  f"(model `mmvc` sha256 {old['sha256'][:8]}).")
+        if s.get("attention_decode_ms_key") is not None:
+            L.append(f"Its window cross-attention (three SpatialAlignment blocks in the key-frame decoder) "
+                     f"takes {_f(s['attention_decode_ms_key'])} ms of each key-frame decode (median), "
+                     f"{_f(100 * s['attention_decode_ms_key'] / s['dep_decode_ms_key'])} % of it. The second "
+                     "design has no attention: that time alone is more than its whole per-frame budget at "
+                     "20 fps (50 ms). Its rate-distortion value was not measured at an equal training budget.")
     else:
         L.append(f"\nFirst design: {old.get('skipped') or old.get('unavailable')}.")
     c = res["checks"]

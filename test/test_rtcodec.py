@@ -304,16 +304,46 @@ def test_an_empty_y_section_decodes_when_every_element_is_skipped(net):
     # a network whose scale head predicts the smallest scale everywhere skips every element
     still = copy.deepcopy(net)
     still.ep_scale.b_int.fill_(-still.ep_scale.bias_max)
-    state = None
+    state, z_sections = None, []
     with torch.no_grad():
-        for i in range(2):
-            x, ref = pair(i)
+        for i in range(3):
+            x, ref = pair(min(i, 1))                          # frame 2 repeats frame 1
             sections, digest, enc = still.compress(x, ref, lv(63), state)
             assert sections[-2] == b""
+            z_sections.append(sections[-1])
             dec = still.decompress(sections, ref, (H, W), lv(63), digest, state)
             assert_same_bits(enc, dec, f"at frame {i}")
             state = dec
-    assert sections[-1]                                       # z is still coded
+    assert z_sections[0]                                      # a key frame always codes z
+    # (a predicted frame either codes z or is a skipped frame, y and z both empty, whichever the
+    # encoder's rate-distortion check preferred; both decoded identically above)
+
+
+def test_a_skipped_frame_has_empty_sections_and_decodes_identically(net, monkeypatch):
+    """A predicted frame the encoder codes as a skipped frame (z = 0, every element at its mean)
+    carries empty y and z sections; the decoder derives the same picture and state."""
+    import mm_compress_ros.codec.rtcodec as rt
+    x0, ref0 = pair(0)
+    with torch.no_grad():
+        s0, d0, enc = net.compress(x0, ref0, lv(0), None)
+        dec = net.decompress(s0, ref0, (H, W), lv(0), d0, None)
+        # always try the skipped frame, and weigh rate only (lambda 0): it must be chosen
+        monkeypatch.setattr(rt, "SKIP_FRAME_TRY", 1.1)
+        monkeypatch.setattr(net, "lambdas", lambda device=None: torch.zeros(net.cfg.levels))
+        s1, d1, enc1 = net.compress(x0, ref0, lv(0), enc)
+        monkeypatch.undo()
+        assert s1 == [b"", b""]
+        dec1 = net.decompress(s1, ref0, (H, W), lv(0), d1, dec)
+        assert_same_bits(enc1, dec1, "skipped frame")
+        # a skipped frame is also what a decoder reconstructs on another thread count
+        torch.set_num_threads(1)
+        try:
+            dec1b = net.decompress(s1, ref0, (H, W), lv(0), d1, dec)
+        finally:
+            torch.set_num_threads(2)
+        assert_same_bits(dec1, dec1b, "skipped frame, 1 thread")
+        with pytest.raises(EntropyMismatch):
+            net.decompress(s1, ref0, (H, W), lv(0), (d1 + 1) & 0xFFFF, dec)
 
 
 # -- 5. every quality level -------------------------------------------------------------------------

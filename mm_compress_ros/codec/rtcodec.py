@@ -49,6 +49,10 @@ PIX_SHIFT = 12          # x̂ is an integer in units of 1/4096
 SCALE_SHIFT = 3         # scale logits are log2(sigma) in units of 1/8
 UNSHUFFLE = 8
 DELTA_MAX = 4095
+# A predicted frame whose coded share of latent elements is below this is also tried as a *skipped
+# frame* (z = 0, every element skipped: empty y and z sections); the encoder keeps whichever has
+# the lower rate-distortion cost at the level's lambda. An encoder-only decision.
+SKIP_FRAME_TRY = 0.05
 CHANNELS = {"rgb": 3, "thermal": 1}
 DIRECTIONS = {"thermal_given_rgb": ("rgb", "thermal"), "rgb_given_thermal": ("thermal", "rgb")}
 
@@ -172,6 +176,14 @@ class RTDependentCodec(nn.Module):
         idx = (s - lg + IDX0).clamp(0, N_SCALES - 1)
         return mean, idx, delta
 
+    def _skip_frame(self, ctx, level):
+        """A skipped predicted frame: z = 0 and every latent element takes its predicted mean.
+        Returns (x̂, F_t, scale indexes)."""
+        z0 = ctx.new_zeros(ctx.shape[0], self.cfg.Nz, ctx.shape[-2] // 8, ctx.shape[-1] // 8)
+        mean, idx, _ = self._params(z0, ctx, level)
+        x_hat, feature = self._synthesize(mean.clamp(-Y_MAX, Y_MAX), ctx)
+        return x_hat, feature, idx
+
     def _synthesize(self, y_hat, ctx):
         feature = self.g_s(torch.cat([self.g_s_up(y_hat), ctx], dim=1))
         return self.recon(feature) / float(1 << PIX_SHIFT), feature
@@ -220,6 +232,13 @@ class RTDependentCodec(nn.Module):
             y_str = self.y_coder.compress(q[coded], idx[coded])
             z_str = self.z_coder.compress_symbols(z_sym)
             x_hat, feature = self._synthesize((mean + q * delta).clamp(-Y_MAX, Y_MAX), ctx)
+            if state is not None and float(coded.float().mean()) < SKIP_FRAME_TRY:
+                skipped = self._skip_frame(ctx, level)
+                lam = float(self.lambdas()[int(level[0])]) * 255.0 ** 2
+                j_coded = 8 * (len(y_str) + len(z_str)) + lam * float(((x_hat - x) ** 2).sum())
+                if lam * float(((skipped[0] - x) ** 2).sum()) <= j_coded:
+                    x_hat, feature, idx = skipped
+                    y_str = z_str = b""
         sections = [y_str, z_str]
         if state is None:
             sections.insert(0, coef.flatten().to(torch.int8).cpu().numpy().tobytes())
@@ -245,6 +264,12 @@ class RTDependentCodec(nn.Module):
                 coef = state.coef
             ctx = self._context(f_ref, coef, None if key else state.feature)
             y_str, z_str = sections[-2:]
+            if not key and not y_str and not z_str:   # a skipped frame (see SKIP_FRAME_TRY)
+                x_hat, feature, idx = self._skip_frame(ctx, level)
+                if digest is not None and self.index_digest(idx) != digest:
+                    raise EntropyMismatch("entropy-coder indexes differ from the encoder's (damaged stream "
+                                          "or another model); waiting for a key frame")
+                return RTState(x_hat, feature, coef)
             z_shape = (1, self.cfg.Nz, size[0] // 64, size[1] // 64)
             z_sym = self.z_coder.decompress_symbols(z_str, z_shape, dev).to(f_ref.dtype)
             mean, idx, delta = self._params(z_sym, ctx, level)
