@@ -96,6 +96,15 @@ def cmd_decode(args) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"no such stream file: {path}")
+    if args.model is None or args.direction is None:   # the model the stream's first packet names
+        from .codec.packet import read_header
+        from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+
+        with open(path, "rb") as f:
+            first = next(iter_stream(f), None)
+        h = read_header(first) if first else None
+        args.model = args.model or (h.model_id if h and not args.weights else DEFAULT_MODEL)
+        args.direction = args.direction or (h.direction if h else DEFAULT_DIRECTION)
     model = _load(args)
     dec = StreamDecoder(model)
     out = Path(args.out)
@@ -147,7 +156,7 @@ def cmd_models(args) -> None:
     models = list_models()
     for m in models:
         if m.get("reference_input") != "blank":
-            m["profiles"] = {c: t for c, t in _profiles(m["config"]["levels"])}
+            m["profiles"] = {c: t for c, t in _profiles(m["config"])}
     if args.json:
         print(json.dumps(models, indent=1))
         return
@@ -159,18 +168,21 @@ def cmd_models(args) -> None:
         print(f"{m['name']:<12} {m['config']['direction']:<18} quality 1..{levels}  "
               f"{m['file_bytes'] / 1e6:.1f} MB  {m.get('summary', '')}{kind}")
         if not kind:
-            for codec, text in _profiles(levels):
+            for codec, text in _profiles(m["config"]):
                 print(f"    --reference-codec {codec:<8} {text}")
 
 
-def _profiles(levels: int) -> list[tuple[str, str]]:
-    """The profiles a streaming model offers (`mm-compress models`)."""
+def _profiles(config: dict) -> list[tuple[str, str]]:
+    """The profiles a streaming model offers (`mm-compress models`): a real-time model (arch rt)
+    codes only the dependent modality, so it has no fully learned profile."""
     from .codec.reference import DEFAULT_REFERENCE_CODEC, reference_qp
 
+    levels = config["levels"]
     qps = f"QP {reference_qp(1, levels)}..{reference_qp(levels, levels)}"
     rows = [("h264", f"hybrid: RGB as H.264 ({qps}), thermal learned given it"),
-            ("h265", f"hybrid: RGB as H.265 ({qps}), thermal learned given it"),
-            ("learned", "fully learned: both modalities by the model")]
+            ("h265", f"hybrid: RGB as H.265 ({qps}), thermal learned given it")]
+    if config.get("arch", "mmvc") == "mmvc":
+        rows.append(("learned", "fully learned: both modalities by the model"))
     return [(c, t + ("  (default)" if c == DEFAULT_REFERENCE_CODEC else "")) for c, t in rows]
 
 
@@ -228,12 +240,18 @@ def cmd_export(args) -> None:
 
 # -- argument parsing --------------------------------------------------------------------------
 
-def _model_args(p):
+def _model_args(p, from_stream: bool = False):
     from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
 
-    p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name (see `mm-compress models`)")
-    p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
-                   help="which modality is coded with the other as context")
+    if from_stream:   # a decoder: the model (and direction) the stream names, unless given
+        p.add_argument("--model", default=None,
+                       help="shipped model name (default: the one the stream's packets name)")
+        p.add_argument("--direction", default=None, choices=["thermal_given_rgb", "rgb_given_thermal"],
+                       help="which modality is coded with the other as context (default: the stream's)")
+    else:
+        p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name (see `mm-compress models`)")
+        p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
+                       help="which modality is coded with the other as context")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
 
@@ -281,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
-    _model_args(p)
+    _model_args(p, from_stream=True)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="per-frame packet sizes and frame types as JSON")

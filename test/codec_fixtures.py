@@ -33,6 +33,20 @@ def crop_pair(i: int, h: int = 128, w: int = 192, y: int = 160, x: int = 224):
     return np.ascontiguousarray(rgb[y:y + h, x:x + w]), np.ascontiguousarray(th[y:y + h, x:x + w])
 
 
+def write_crops(src: Path, n: int, sixteen_bit: bool = False, **crop) -> Path:
+    """``src/rgb/NNNN.png`` and ``src/thermal/NNNN.png`` of the first ``n`` crops (``crop_pair``
+    arguments); thermal as 16-bit PNGs (values * 257) with ``sixteen_bit``."""
+    from mm_compress_ros.io.frames import write_rgb, write_thermal
+
+    (src / "rgb").mkdir(parents=True)
+    (src / "thermal").mkdir()
+    for i in range(n):
+        rgb, th = crop_pair(i, **crop)
+        write_rgb(src / "rgb" / f"{i:04d}.png", rgb)
+        write_thermal(src / "thermal" / f"{i:04d}.png", th.astype(np.uint16) * 257 if sixteen_bit else th)
+    return src
+
+
 def half_thermal_pair(i: int, h: int = 192, w: int = 256, y: int = 120, x: int = 160):
     """RGB at twice the thermal resolution, as on robots: the thermal crop is downscaled 2x."""
     rgb, th = frame(i)

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from codec_fixtures import REPO, crop_pair, frame, half_thermal_pair, psnr
+from codec_fixtures import REPO, crop_pair, frame, half_thermal_pair, psnr, write_crops
 from mm_compress_ros.codec import packet as P
 from mm_compress_ros.codec.stream import InputError, StreamDecoder, StreamEncoder
 from mm_compress_ros.codec.videocodec import (LowDelayEncoder, VideoCodecError, VideoDecoder, from_yuv,
                                               to_yuv)
 from mm_compress_ros.codec.zoo import load_model
-from mm_compress_ros.io.frames import read_rgb, read_thermal, write_rgb, write_thermal
+from mm_compress_ros.io.frames import read_rgb, read_thermal
 
 CODECS = ["h264", "h265"]
 # NAL unit types: (parameter sets, IDR picture) per codec
@@ -158,13 +158,7 @@ def test_across_processes_encoder_and_decoder_hold_bit_identical_frames(tmp_path
     """`mm-compress encode --recon` (the encoder's own reconstruction, i.e. the references it
     conditions on) in one process and `mm-compress decode` in another give identical images over
     GOPs; `info` splits every packet's bytes between the modalities."""
-    src = tmp_path / "src"
-    (src / "rgb").mkdir(parents=True)
-    (src / "thermal").mkdir()
-    for i in range(5):
-        rgb, th = crop_pair(i, h=192, w=256, y=100, x=150)
-        write_rgb(src / "rgb" / f"{i:04d}.png", rgb)
-        write_thermal(src / "thermal" / f"{i:04d}.png", th)
+    src = write_crops(tmp_path / "src", 5, h=192, w=256, y=100, x=150)
     stream = tmp_path / "s.mmc"
     r = _cli("encode", "--rgb", src / "rgb", "--thermal", src / "thermal", "--out", stream, "--gop", 3,
              "--reference-codec", codec, "--encoder", "software", "--recon", tmp_path / "recon", "--quiet",
