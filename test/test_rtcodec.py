@@ -8,7 +8,7 @@ integer activations collapse to a handful of values (the temporal feature is 0..
 hyper-latent symbol is 0, every scale index is the same), and a network that computes zeros is
 trivially deterministic. :func:`calibrate` therefore rescales the random weights on a real frame
 (layer by layer, as LSUV initialisation does) so that every integer layer uses its whole range:
-features take all 128 values, x̂ thousands, scale indexes span the skip threshold.
+features take the whole -16..127 range, x̂ thousands, scale indexes span the skip threshold.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 from codec_fixtures import REPO, crop_pair
 from mm_compress_ros.codec.entropy import N_SCALES, SKIP_BELOW, SkipGaussianCoder
-from mm_compress_ros.codec.intnet import EXACT_LIMIT, W_MAX, IntConv2d, int_resize
+from mm_compress_ros.codec.intnet import ACT_MAX, ACT_MIN, EXACT_LIMIT, W_MAX, IntConv2d, int_resize
 from mm_compress_ros.codec.packet import CorruptPacket, EntropyMismatch
 from mm_compress_ros.codec.rtcodec import PIX_SHIFT, Y_MAX, RTConfig, RTDependentCodec, RTState
+from mm_compress_ros.train.rt import calibrate
 
 pytestmark = [pytest.mark.needs_data,
               # torch.backends.mkldnn.flags() warns that this build has no Intel GPU support
@@ -61,40 +62,11 @@ def lv(level: int = LEVEL) -> torch.Tensor:
 
 # -- a seeded random network whose integer layers use their range ---------------------------------
 @torch.no_grad()
-def calibrate(net: RTDependentCodec, x: torch.Tensor, ref: torch.Tensor) -> None:
-    """Sets each layer's random weights' scale and its bias so that its real-valued
-    pre-activation has the given per-channel mean and spread on (x, ref), in forward order."""
-    act, sig = (3.0, 2.0), (0.0, 4.0)     # hidden ACT layers (0..7.94), signed outputs
-    plan = [(net.ref_net[0], act), (net.ref_net[1], act), (net.align_net[2], (0.0, 1.5)),
-            (net.ctx_net[0], act), (net.ctx_net[1], act),
-            (net.g_a[0], (0.5, 1.0)), (net.g_a[2], (0.5, 1.0)), (net.g_a[4], (0.0, 6.0)),
-            (net.h_a[0], (0.5, 1.0)), (net.h_a[2], sig),
-            (net.h_s[0], act), (net.h_s[1], act), (net.ctx_down, act), (net.ep, act),
-            (net.ep_mean, sig), (net.ep_scale, (0.5, 1.5)),
-            (net.g_s_up, act), (net.g_s[0], act), (net.g_s[1], act), (net.recon, (0.45, 0.2))]
-    for layer, (mu, sd) in plan:
-        seen = {}
-        hook = layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
-        try:
-            net(x, ref, lv())
-        finally:
-            hook.remove()
-        inp = seen["x"]
-        if isinstance(layer, IntConv2d):
-            pre = F.conv2d(inp * 2.0 ** -layer.in_shift, layer.weight, None, layer.stride, layer.kernel // 2)
-        else:
-            pre = F.conv2d(inp, layer.weight, None, layer.stride, layer.padding)
-        m, s = pre.mean((0, 2, 3)), pre.std((0, 2, 3)).clamp_min(1e-6)
-        k = sd / s
-        layer.weight.mul_(k[:, None, None, None])
-        layer.bias.copy_(mu - m * k + 0.3 * sd * torch.randn_like(m))
-
-
 @lru_cache(maxsize=None)
 def _codec(direction: str) -> RTDependentCodec:
     torch.manual_seed(1234)
     net = RTDependentCodec(RTConfig(direction=direction)).eval()
-    calibrate(net, *pair(0, direction))
+    calibrate(net, *pair(0, direction), lv())
     net.freeze()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -149,7 +121,7 @@ def test_encoder_and_decoder_states_are_identical_over_a_key_and_two_predicted_f
         q = dec.x_hat * (1 << PIX_SHIFT)
         assert torch.equal(q, q.round()) and q.min() >= 0 and q.max() < (1 << PIX_SHIFT)
         assert torch.equal(dec.feature, dec.feature.round())
-        assert 0 <= dec.feature.min() <= dec.feature.max() <= 127
+        assert ACT_MIN <= dec.feature.min() <= dec.feature.max() <= ACT_MAX
         # ... and the network is not degenerate (see the module docstring)
         assert dec.feature.unique().numel() > 64 and dec.x_hat.unique().numel() > 1000
         assert dec.x_hat.shape == (1, 1, H, W) and dec.feature.shape == (1, net.cfg.C, H // 8, W // 8)
@@ -436,7 +408,7 @@ def _extreme_layer(shift: int, out_range=(-EXACT_LIMIT, EXACT_LIMIT)):
     """The worst case the bound admits: |w| = 127, |x| = in_max = 127, |b| = bias_max, so that
     one accumulator is exactly 2**24 - 1; returns (layer, x, int64 accumulators)."""
     g = torch.Generator().manual_seed(7)
-    layer = IntConv2d(1040, 4, 1, out_shift=0, out_range=out_range).eval()
+    layer = IntConv2d(1040, 4, 1, out_shift=0, out_range=out_range, leaky=False).eval()
     layer.freeze()
     sign = torch.randint(0, 2, (4, 1040, 1, 1), generator=g) * 2 - 1
     layer.w_int.copy_((sign * W_MAX).to(torch.int8))

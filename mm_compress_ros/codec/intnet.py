@@ -19,8 +19,9 @@ taken as 1), so the trained network is the integer network the decoder runs. :me
 stores the integer weights, biases and shifts as buffers; a frozen layer in eval mode uses only
 those (they travel in the model file).
 
-Activations of hidden layers are 7-bit: ``a = q / 16`` with ``q`` in ``0..127`` (a ReLU clipped at
-7.94), written ``ACT`` below.
+Activations of hidden layers are integers ``q`` in ``-16..127`` standing for ``q / 16``: a leaky ReLU
+(slope 1/8 below zero, exact) clipped at 7.94, written ``ACT`` below. The leak keeps channels from
+dying (a plain clipped ReLU left a quarter of them at zero in training).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch.nn.functional as F
 
 W_MAX = 127                 # largest integer weight magnitude
 ACT_SHIFT = 4               # hidden activations are integers in units of 2**-4
-ACT_MAX = 127               # ... from 0 to 127 (7 bits)
+ACT_MAX = 127               # ... up to 127
+ACT_MIN = -16               # ... down to -16 (the leaky part: 1/8 of the negative pre-activation)
 EXACT_LIMIT = 1 << 24       # float32 represents every integer below this exactly
 
 
@@ -48,13 +50,14 @@ class IntConv2d(nn.Module):
 
     ``in_shift`` / ``out_shift``: the inputs and outputs are integers in units of ``2**-in_shift``
     and ``2**-out_shift`` of the real values the layer was trained on. ``out_range`` bounds the
-    output integers (``(0, ACT_MAX)`` is a clipped ReLU; a signed range makes a linear output).
+    output integers; ``leaky`` (hidden layers) divides negative values by 8 first (a leaky ReLU;
+    without it the layer is linear up to the clamp).
     ``upscale`` > 1 follows the convolution with a pixel shuffle (a sub-pixel convolution).
     """
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, *,
                  in_max: int = ACT_MAX, in_shift: int = ACT_SHIFT, out_shift: int = ACT_SHIFT,
-                 out_range: tuple[int, int] = (0, ACT_MAX), upscale: int = 1):
+                 out_range: tuple[int, int] = (ACT_MIN, ACT_MAX), leaky: bool = True, upscale: int = 1):
         super().__init__()
         fan_in = cin * kernel * kernel
         bound = fan_in * W_MAX * in_max
@@ -64,6 +67,7 @@ class IntConv2d(nn.Module):
         self.cin, self.cout, self.kernel, self.stride, self.upscale = cin, cout, kernel, stride, upscale
         self.in_shift, self.out_shift = in_shift, out_shift
         self.lo, self.hi = out_range
+        self.leaky = leaky
         self.bias_max = EXACT_LIMIT - 1 - bound
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)
@@ -76,7 +80,8 @@ class IntConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.cin}, {self.cout}, kernel={self.kernel}, stride={self.stride}, "
-                f"out=[{self.lo}, {self.hi}]/2^{self.out_shift}, upscale={self.upscale}")
+                f"out=[{self.lo}, {self.hi}]/2^{self.out_shift}{', leaky' if self.leaky else ''}, "
+                f"upscale={self.upscale}")
 
     def quantized(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(integer weights, integer biases, per-channel shift), with straight-through gradients."""
@@ -104,6 +109,8 @@ class IntConv2d(nn.Module):
         # the power-of-two rescale and the rounding in float64, where ``acc * 2**-shift + 1/2`` is
         # exact for every |acc| < 2**24 and shift (in float32 it would round half to even above 2**23)
         v = acc.double() * torch.exp2(-shift.double())[:, None, None]
+        if self.leaky:
+            v = torch.where(v < 0, v * 0.125, v)
         out = round_ste(v).clamp(self.lo, self.hi).to(x.dtype)
         return F.pixel_shuffle(out, self.upscale) if self.upscale > 1 else out
 

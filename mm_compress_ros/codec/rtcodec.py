@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .entropy import IDX0, N_SCALES, SkipGaussianCoder, SymbolBottleneck
-from .intnet import ACT_SHIFT, IntConv2d, exact_mode, freeze, int_resize, round_ste
+from .intnet import ACT_MAX, ACT_MIN, ACT_SHIFT, IntConv2d, exact_mode, freeze, int_resize, round_ste
 from .packet import CorruptPacket, EntropyMismatch
 
 Y_SHIFT = 4             # ŷ and μ are integers in units of 1/16
@@ -78,7 +78,7 @@ class RTState:
     """What a decoded dependent frame leaves for the next one (integers in float tensors)."""
 
     x_hat: torch.Tensor      # (1, ch, H, W) in [0, 1)
-    feature: torch.Tensor    # F_t: (1, C, H/8, W/8), 0..127
+    feature: torch.Tensor    # F_t: (1, C, H/8, W/8), -16..127
     coef: torch.Tensor       # the GOP's alignment coefficients (1, 2R, 1, 1), -128..127
 
 
@@ -95,18 +95,18 @@ class RTDependentCodec(nn.Module):
         rc, dc = CHANNELS[self.ref_name] * 64, CHANNELS[self.dep_name] * 64
         C, R, M, Nz = cfg.C, cfg.R, cfg.M, cfg.Nz
         # both ends, integer
-        self.ref_net = nn.Sequential(IntConv2d(rc, R, 1, in_max=255, in_shift=0), IntConv2d(R, R, 3))
+        self.ref_net = nn.Sequential(IntConv2d(rc, R, 1, in_max=255, in_shift=8), IntConv2d(R, R, 3))
         self.ctx_net = nn.Sequential(IntConv2d(R + C, C, 3), IntConv2d(C, C, 3))
         self.h_s = nn.Sequential(IntConv2d(Nz, 4 * 64, 3, in_max=127, in_shift=0, upscale=2),
                                  IntConv2d(64, 4 * 64, 3, upscale=2))
         self.ctx_down = IntConv2d(C, C, 3, stride=2)
         self.ep = IntConv2d(64 + C, 128, 1)
-        self.ep_mean = IntConv2d(128, M, 1, out_shift=Y_SHIFT, out_range=(-Y_MAX, Y_MAX))
-        self.ep_scale = IntConv2d(128, M, 1, out_shift=SCALE_SHIFT, out_range=(-128, 127))
+        self.ep_mean = IntConv2d(128, M, 1, out_shift=Y_SHIFT, out_range=(-Y_MAX, Y_MAX), leaky=False)
+        self.ep_scale = IntConv2d(128, M, 1, out_shift=SCALE_SHIFT, out_range=(-128, 127), leaky=False)
         self.g_s_up = IntConv2d(M, 4 * C, 1, in_max=Y_MAX, in_shift=Y_SHIFT, upscale=2)
         self.g_s = nn.Sequential(IntConv2d(2 * C, C, 3), IntConv2d(C, C, 3))
         self.recon = IntConv2d(C, dc, 3, out_shift=PIX_SHIFT, out_range=(0, (1 << PIX_SHIFT) - 1),
-                               upscale=UNSHUFFLE)
+                               leaky=False, upscale=UNSHUFFLE)
         # encoder only, float
         self.align_net = nn.Sequential(nn.Conv2d(R + dc, 64, 1), nn.ReLU(inplace=True), nn.Conv2d(64, 2 * R, 1))
         self.g_a = nn.Sequential(
@@ -158,7 +158,7 @@ class RTDependentCodec(nn.Module):
     def _align(f_ref: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         """Lu et al.'s channel-wise alignment in integers: γ = (32 + g)/32, β = b/2 (ACT units)."""
         g, b = coef.chunk(2, dim=1)
-        return round_ste((f_ref * (32 + g) + 16 * b) / 32).clamp(0, 127)
+        return round_ste((f_ref * (32 + g) + 16 * b) / 32).clamp(ACT_MIN, ACT_MAX)
 
     def _coefficients(self, f_ref: torch.Tensor, x_u: torch.Tensor) -> torch.Tensor:
         c = self.align_net(torch.cat([f_ref / 16.0, x_u], dim=1)).mean(dim=(2, 3), keepdim=True)

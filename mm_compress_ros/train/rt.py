@@ -16,12 +16,49 @@ levels drawn per sample (the quality bank's lambdas are geometric from ``lambda_
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from ..codec.intnet import IntConv2d
 from ..codec.multimodal import BLANK_REFERENCE
 from ..codec.rtcodec import RTDependentCodec
 from .trainer import Trainer, _psnr, _rd_terms
 
 STATIC_SHARE = 0.15
+
+
+@torch.no_grad()
+def calibrate(net: RTDependentCodec, x: torch.Tensor, ref_hat: torch.Tensor, level: torch.Tensor) -> None:
+    """Data-dependent initialisation (LSUV, Mishkin & Matas, ICLR 2016): layer by layer in forward
+    order, scales each output channel's weights and sets its bias so that the real-valued
+    pre-activation on (``x``, ``ref_hat``) has a chosen mean and spread. Integer layers then start
+    using their range instead of rounding most activations to zero or clipping them."""
+    hidden, signed = (1.0, 2.0), (0.0, 4.0)
+    plan = [(net.ref_net[0], hidden), (net.ref_net[1], hidden), (net.align_net[2], (0.0, 1.5)),
+            (net.ctx_net[0], hidden), (net.ctx_net[1], hidden),
+            (net.g_a[0], (0.5, 1.0)), (net.g_a[2], (0.5, 1.0)), (net.g_a[4], (0.0, 1.0)),
+            (net.h_a[0], (0.5, 1.0)), (net.h_a[2], signed),
+            (net.h_s[0], hidden), (net.h_s[1], hidden), (net.ctx_down, hidden), (net.ep, hidden),
+            (net.ep_mean, signed), (net.ep_scale, (3.0, 1.5)),
+            (net.g_s_up, hidden), (net.g_s[0], hidden), (net.g_s[1], hidden), (net.recon, (0.45, 0.05))]
+    was = net.training
+    net.train()
+    for layer, (mu, sd) in plan:
+        seen = {}
+        hook = layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+        try:
+            net(x, ref_hat, level)
+        finally:
+            hook.remove()
+        inp = seen["x"]
+        if isinstance(layer, IntConv2d):
+            pre = F.conv2d(inp * 2.0 ** -layer.in_shift, layer.weight, None, layer.stride, layer.kernel // 2)
+        else:
+            pre = F.conv2d(inp, layer.weight, None, layer.stride, layer.padding)
+        m, s = pre.mean((0, 2, 3)), pre.std((0, 2, 3)).clamp_min(1e-6)
+        k = sd / s
+        layer.weight.mul_(k[:, None, None, None])
+        layer.bias.copy_(mu - m * k)
+    net.train(was)
 
 
 class RTTrainer(Trainer):
@@ -41,6 +78,11 @@ class RTTrainer(Trainer):
         super().__init__(cfg, data, run_dir, device=device, **kw)
         self.lambdas = self.model.lambdas(self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        if self.step == 0 and not init_weights:   # a fresh network: start it in range
+            frames = self._clips(cfg.batch, 1)
+            level = self._levels(cfg.batch)
+            ref, dep = (frames[0], frames[1]) if self.model.ref_name == "rgb" else (frames[1], frames[0])
+            calibrate(self.model, dep, self._references([ref], level)[0], level)
 
     def _references(self, frames: list[torch.Tensor], level: torch.Tensor) -> list[torch.Tensor]:
         if self.cfg.blank_reference:
