@@ -5,12 +5,12 @@ reference layer, against x265 on the thermal alone and the first design's depend
     .venv/bin/python benchmarks/rt_speed.py --model NAME --write-docs      # a trained model (zoo)
     .venv/bin/python benchmarks/rt_speed.py --random                       # seeded random frozen net
     .venv/bin/python benchmarks/rt_speed.py --weights runs/rt-s5/checkpoint.safetensors
-    .venv/bin/python benchmarks/rt_speed.py --random --seqs 1 --frames 3 --threads 1 --levels 32 \\
+    .venv/bin/python benchmarks/rt_speed.py --random --seqs 1 --frames 3 --threads 1 --levels 33 \\
         --size 128x192 --out /tmp/rt_speed.json                            # a smoke run
 
 What is measured (CPU, encoder and decoder in one process, one frame at a time):
 
-* for every ``--threads`` T (``torch.set_num_threads``), quality level of ``--levels`` (0..63) and
+* for every ``--threads`` T (``torch.set_num_threads``), quality level of ``--levels`` (1..64) and
   reference codec of ``--refs``: the first ``--frames`` frames of every m3svd_seq sequence as GOPs
   of ``--gop`` (a key frame, then predicted frames), thermal coded given RGB. Per frame:
   reference encode (libx264 / libx265, low delay, QP of the level), reference decode (libavcodec +
@@ -266,8 +266,8 @@ def gop_frames(seqs, frames: int, gop: int):
 def rt_run(net, seqs, frames, gop, level, coders, bar, warm: bool = False) -> list[dict]:
     """Codes the frames through reference + RT dependent codec; one row per frame. ``coders``:
     the reference layer's (encoder, decoder), kept from the warm-up (opening one costs time)."""
-    lv = torch.tensor([level], dtype=torch.long)
-    qp = reference_qp(level + 1, net.levels)
+    lv = torch.tensor([level - 1], dtype=torch.long)   # quality 1..levels -> the network's index
+    qp = reference_qp(level, net.levels)
     enc, dec = coders
     latents = net.cfg.M
     rows, est, dst = [], None, None
@@ -303,6 +303,26 @@ def rt_run(net, seqs, frames, gop, level, coders, bar, warm: bool = False) -> li
                 "dep_crc": zlib.crc32(b"".join(sections)), "ref_crc": zlib.crc32(au),
                 "thermal_psnr": round(psnr(th, out), 3)})
     return rows
+
+
+def static_run(net, seqs, level: int, codec: str) -> dict:
+    """A static scene: each sequence's first pair coded as a key frame, then the same pair twice
+    more as predicted frames; the bytes of the repeated frames' dependent sections."""
+    lv = torch.tensor([level - 1], dtype=torch.long)
+    qp = reference_qp(level, net.levels)
+    out = []
+    with torch.inference_mode():
+        for s in seqs:
+            enc, dec = LowDelayEncoder(codec, "software"), VideoDecoder(codec)
+            rgb, th = s.rgb[0], s.thermal[0]
+            x, state = to_tensor(th, CPU), None
+            for k in range(3):
+                ref_hat = to_tensor(dec.decode(enc.encode(rgb, qp, k == 0), rgb.shape[:2], 3), CPU)
+                sections, _, state = net.compress(x, ref_hat, lv, state)
+                if k:
+                    out.append(sum(len(b) for b in sections))
+    return {"level": level, "reference_codec": codec, "repeated_frame_dep_bytes": out,
+            "max": max(out), "median": _median(out)}
 
 
 def x265_run(seqs, frames, gop, qp, coders, bar, warm: bool = False) -> list[dict]:
@@ -549,6 +569,12 @@ def render_markdown(res: dict) -> str:
                  f"{_f(s['dep_bytes_predicted'], '{:.0f}')} ({'/'.join(_f(sp.get(k), '{:.0f}') for k in ('y', 'z'))}) | "
                  f"{_f(s.get('coded_fraction_key'), '{:.3f}')} / {_f(s.get('coded_fraction_predicted'), '{:.3f}')} | "
                  f"{gop_dep:.0f} | {gop_ref:.0f} | {_f(s['thermal_psnr'], '{:.2f}')} |")
+    if res.get("static"):
+        L.append("\nStatic scene (each sequence's first pair, then the same pair twice more; "
+                 f"{res['static'][0]['reference_codec']} reference): dependent bytes of the repeated "
+                 "predicted frames, median / largest: "
+                 + "; ".join(f"quality {st['level']}: {_f(st['median'], '{:.0f}')} / {st['max']}" for st in res["static"])
+                 + ".")
     L.append("\nBaselines in the same run:\n")
     L.append("| baseline | setting | encode ms | encode fps | decode ms | decode fps | bytes key / predicted |")
     L.append("| --- | --- | ---: | ---: | ---: | ---: | --- |")
@@ -653,7 +679,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--size", default=None, help="centre crop WxH (default: the whole 640x480 frame)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--levels", type=int, nargs="+", default=[8, 32, 56], help="RT quality levels (0..63)")
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 22, 43, 64],
+                    help="quality levels 1..64 as on the command line (default 1 22 43 64)")
     ap.add_argument("--refs", nargs="+", default=["h264", "h265"], choices=["h264", "h265"])
     ap.add_argument("--warmup", type=int, default=2, help="untimed frames before each configuration")
     ap.add_argument("--x265-qp", type=int, default=None, help="QP of the x265 thermal baseline (default: the level's)")
@@ -673,8 +700,8 @@ def main(argv=None) -> int:
     command = ".venv/bin/python benchmarks/rt_speed.py " + shlex.join(argv)
     load_start = loadavg()
     net, model_info = load_rt(args)
-    if any(not 0 <= lv < net.levels for lv in args.levels):
-        ap.error(f"levels must be 0..{net.levels - 1}")
+    if any(not 1 <= lv <= net.levels for lv in args.levels):
+        ap.error(f"levels must be 1..{net.levels}")
     crop = parse_crop(args.size)
     all_seqs = load_sequences(args.data, frames=args.frames, crop=crop)
     seqs = all_seqs[: args.seqs]
@@ -714,7 +741,7 @@ def main(argv=None) -> int:
     bar = tqdm(total=total, desc="rt_speed", unit="frame", disable=args.no_progress)
     try:
         for level in args.levels:   # baseline: x265 on the thermal alone (libx265's own threads)
-            qp = args.x265_qp if args.x265_qp is not None else reference_qp(level + 1, net.levels)
+            qp = args.x265_qp if args.x265_qp is not None else reference_qp(level, net.levels)
             bar.set_postfix_str(f"x265 thermal QP {qp}")
             coders = (LowDelayEncoder("h265", "software"), VideoDecoder("h265"))
             x265_run(warm_seqs, args.warmup, args.gop, qp, coders, bar, warm=True)
@@ -743,6 +770,7 @@ def main(argv=None) -> int:
         bar.close()
         torch.set_num_threads(saved_threads)
 
+    static = [static_run(net, seqs, level, args.refs[0]) for level in args.levels]
     summary = []
     for t in args.threads:
         for level in args.levels:
@@ -769,7 +797,7 @@ def main(argv=None) -> int:
                      "gop": args.gop, "size": f"{w}x{h}", "padded": f"{pw}x{ph}", "threads": args.threads,
                      "levels": args.levels, "refs": args.refs, "warmup": args.warmup,
                      "timing": "medians over all frames (key and predicted) after the warm-up frames"},
-        "macs_per_pixel": macs, "summary": summary, "runs": runs, "x265_thermal": x265,
+        "macs_per_pixel": macs, "summary": summary, "runs": runs, "x265_thermal": x265, "static": static,
         "old_baseline": old_info, "plot": str(plot_path), "out": _rel(Path(args.out)),
         "checks": {"decoder_matches_encoder": all(f["bit_exact"] for r in runs for f in r["frames"]),
                    "bitstreams_identical_across_threads": all(len(v["dep"]) == 1 for v in crcs.values()),
