@@ -80,12 +80,13 @@ def net() -> RTDependentCodec:
 
 @pytest.fixture(scope="module")
 def stream(net):
-    """A key frame and two predicted frames at LEVEL: [(sections, digest, encoder state)]."""
+    """A key frame and two coded predicted frames at LEVEL: [(sections, digest, encoder state)]
+    (``uncoded=False``: a random network would often rather repeat the previous frame)."""
     out, state = [], None
     with torch.no_grad():
         for i in range(3):
             x, ref = pair(i)
-            sections, digest, state = net.compress(x, ref, lv(), state)
+            sections, digest, state = net.compress(x, ref, lv(), state, uncoded=False)
             out.append((sections, digest, state))
     return out
 
@@ -281,41 +282,50 @@ def test_an_empty_y_section_decodes_when_every_element_is_skipped(net):
         for i in range(3):
             x, ref = pair(min(i, 1))                          # frame 2 repeats frame 1
             sections, digest, enc = still.compress(x, ref, lv(63), state)
-            assert sections[-2] == b""
+            assert sections[-2] == b"" or (i and not sections[-1] and len(sections[-2]) == 1)
             z_sections.append(sections[-1])
             dec = still.decompress(sections, ref, (H, W), lv(63), digest, state)
             assert_same_bits(enc, dec, f"at frame {i}")
             state = dec
     assert z_sections[0]                                      # a key frame always codes z
-    # (a predicted frame either codes z or is a skipped frame, y and z both empty, whichever the
-    # encoder's rate-distortion check preferred; both decoded identically above)
+    # (a predicted frame either codes z or codes nothing, an empty z and a mode byte, whichever
+    # the encoder's rate-distortion check preferred; both decoded identically above)
 
 
-def test_a_skipped_frame_has_empty_sections_and_decodes_identically(net, monkeypatch):
-    """A predicted frame the encoder codes as a skipped frame (z = 0, every element at its mean)
-    carries empty y and z sections; the decoder derives the same picture and state."""
+def test_uncoded_predicted_frames_skipped_and_repeated_decode_identically(net, monkeypatch):
+    """Predicted frames that code nothing: an empty z section and one mode byte in y. A skipped
+    frame (z = 0, every element at its predicted mean) and a repeated frame (the previous picture
+    and feature) decode to the encoder's state, on any thread count; a bad mode byte is refused."""
     import mm_compress_ros.codec.rtcodec as rt
     x0, ref0 = pair(0)
     with torch.no_grad():
         s0, d0, enc = net.compress(x0, ref0, lv(0), None)
         dec = net.decompress(s0, ref0, (H, W), lv(0), d0, None)
-        # always try the skipped frame, and weigh rate only (lambda 0): it must be chosen
-        monkeypatch.setattr(rt, "SKIP_FRAME_TRY", 1.1)
+        # rate only (lambda 0): coding nothing wins, and of equal costs the repeated frame first
         monkeypatch.setattr(net, "lambdas", lambda device=None: torch.zeros(net.cfg.levels))
-        s1, d1, enc1 = net.compress(x0, ref0, lv(0), enc)
+        s_rep, d_rep, enc_rep = net.compress(x0, ref0, lv(0), enc)
+        # a skipped frame: always tried, and the encoder's previous picture made useless (its copy
+        # only: the decoder's skipped frame needs the feature, not the picture)
+        monkeypatch.setattr(rt, "SKIP_FRAME_TRY", 1.1)
+        monkeypatch.setattr(net, "lambdas", lambda device=None: torch.full((net.cfg.levels,), 1e-9))
+        blind = RTState(torch.ones_like(enc.x_hat), enc.feature, enc.coef)   # white: far off
+        s_skip, d_skip, enc_skip = net.compress(x0, ref0, lv(0), blind)
         monkeypatch.undo()
-        assert s1 == [b"", b""]
-        dec1 = net.decompress(s1, ref0, (H, W), lv(0), d1, dec)
-        assert_same_bits(enc1, dec1, "skipped frame")
-        # a skipped frame is also what a decoder reconstructs on another thread count
+        assert s_rep == [bytes([rt.MODE_REPEAT]), b""] and d_rep == 0
+        assert s_skip == [bytes([rt.MODE_SKIP]), b""]
+        assert_same_bits(enc_rep, net.decompress(s_rep, ref0, (H, W), lv(0), d_rep, dec), "repeated frame")
+        assert_same_bits(enc_rep, dec, "a repeated frame is the previous one")
+        dec_skip = net.decompress(s_skip, ref0, (H, W), lv(0), d_skip, dec)
+        assert_same_bits(enc_skip, dec_skip, "skipped frame")
         torch.set_num_threads(1)
         try:
-            dec1b = net.decompress(s1, ref0, (H, W), lv(0), d1, dec)
+            assert_same_bits(dec_skip, net.decompress(s_skip, ref0, (H, W), lv(0), d_skip, dec), "1 thread")
         finally:
             torch.set_num_threads(2)
-        assert_same_bits(dec1, dec1b, "skipped frame, 1 thread")
         with pytest.raises(EntropyMismatch):
-            net.decompress(s1, ref0, (H, W), lv(0), (d1 + 1) & 0xFFFF, dec)
+            net.decompress(s_skip, ref0, (H, W), lv(0), (d_skip + 1) & 0xFFFF, dec)
+        with pytest.raises(CorruptPacket):
+            net.decompress([b"\x07", b""], ref0, (H, W), lv(0), 0, dec)
 
 
 # -- 5. every quality level -------------------------------------------------------------------------

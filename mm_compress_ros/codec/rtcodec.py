@@ -49,9 +49,12 @@ PIX_SHIFT = 12          # x̂ is an integer in units of 1/4096
 SCALE_SHIFT = 3         # scale logits are log2(sigma) in units of 1/8
 UNSHUFFLE = 8
 DELTA_MAX = 4095
-# A predicted frame whose coded share of latent elements is below this is also tried as a *skipped
-# frame* (z = 0, every element skipped: empty y and z sections); the encoder keeps whichever has
-# the lower rate-distortion cost at the level's lambda. An encoder-only decision.
+# Frame modes of a predicted frame that codes nothing (its z section is empty; its y section is one
+# mode byte): a *skipped frame* (z = 0, every latent element takes its predicted mean) or a
+# *repeated frame* (the previous decoded picture and feature, unchanged). The encoder tries a
+# repeated frame always and a skipped frame when fewer than SKIP_FRAME_TRY of the elements would be
+# coded, and keeps the mode of lowest rate-distortion cost at the level's lambda (encoder-only).
+MODE_SKIP, MODE_REPEAT = 0, 1
 SKIP_FRAME_TRY = 0.05
 CHANNELS = {"rgb": 3, "thermal": 1}
 DIRECTIONS = {"thermal_given_rgb": ("rgb", "thermal"), "rgb_given_thermal": ("thermal", "rgb")}
@@ -216,9 +219,10 @@ class RTDependentCodec(nn.Module):
         damaged stream, never rounding)."""
         return zlib.crc32(idx.to(torch.uint8).cpu().numpy().tobytes()) & 0xFFFF
 
-    def compress(self, x, ref_hat, level, state: RTState | None = None):
+    def compress(self, x, ref_hat, level, state: RTState | None = None, uncoded: bool = True):
         """Returns ``(sections, digest, state)``; sections ``[align, y, z]`` for a key frame
-        (``state`` None), ``[y, z]`` for a predicted one. ``state.x_hat`` is the decoded image."""
+        (``state`` None), ``[y, z]`` for a predicted one. ``state.x_hat`` is the decoded image.
+        ``uncoded=False`` never picks a skipped or repeated frame (the coded path alone)."""
         with exact_mode():
             x_u = F.pixel_unshuffle(x, UNSHUFFLE)
             f_ref = self._ref_feature(ref_hat, x.shape[-2:])
@@ -232,17 +236,22 @@ class RTDependentCodec(nn.Module):
             y_str = self.y_coder.compress(q[coded], idx[coded])
             z_str = self.z_coder.compress_symbols(z_sym)
             x_hat, feature = self._synthesize((mean + q * delta).clamp(-Y_MAX, Y_MAX), ctx)
-            if state is not None and float(coded.float().mean()) < SKIP_FRAME_TRY:
-                skipped = self._skip_frame(ctx, level)
+            if state is not None and uncoded:   # a predicted frame: would coding nothing cost less?
                 lam = float(self.lambdas()[int(level[0])]) * 255.0 ** 2
-                j_coded = 8 * (len(y_str) + len(z_str)) + lam * float(((x_hat - x) ** 2).sum())
-                if lam * float(((skipped[0] - x) ** 2).sum()) <= j_coded:
-                    x_hat, feature, idx = skipped
-                    y_str = z_str = b""
+                best = 8 * (len(y_str) + len(z_str)) + lam * float(((x_hat - x) ** 2).sum())
+                modes = [(MODE_REPEAT, (state.x_hat, state.feature, None))]
+                if float(coded.float().mean()) < SKIP_FRAME_TRY:
+                    modes.append((MODE_SKIP, self._skip_frame(ctx, level)))
+                for mode, (m_hat, m_feature, m_idx) in modes:
+                    j = 8 + lam * float(((m_hat - x) ** 2).sum())
+                    if j < best:
+                        best, x_hat, feature = j, m_hat, m_feature
+                        idx = m_idx
+                        y_str, z_str = bytes([mode]), b""
         sections = [y_str, z_str]
         if state is None:
             sections.insert(0, coef.flatten().to(torch.int8).cpu().numpy().tobytes())
-        return sections, self.index_digest(idx), RTState(x_hat, feature, coef)
+        return sections, 0 if idx is None else self.index_digest(idx), RTState(x_hat, feature, coef)
 
     def decompress(self, sections, ref_hat, size, level, digest: int | None = None,
                    state: RTState | None = None) -> RTState:
@@ -252,6 +261,8 @@ class RTDependentCodec(nn.Module):
             raise CorruptPacket(f"the dependent {'key' if key else 'predicted'} frame has "
                                 f"{len(sections)} sections, expected {3 if key else 2}")
         dev = ref_hat.device
+        if not key and sections == [bytes([MODE_REPEAT]), b""]:   # the previous picture and feature
+            return RTState(state.x_hat, state.feature, state.coef)
         with exact_mode():
             f_ref = self._ref_feature(ref_hat, size)
             if key:
@@ -262,14 +273,16 @@ class RTDependentCodec(nn.Module):
                 coef = coef.view(1, -1, 1, 1)
             else:
                 coef = state.coef
-            ctx = self._context(f_ref, coef, None if key else state.feature)
             y_str, z_str = sections[-2:]
-            if not key and not y_str and not z_str:   # a skipped frame (see SKIP_FRAME_TRY)
-                x_hat, feature, idx = self._skip_frame(ctx, level)
+            if not key and not z_str:   # a skipped frame (see MODE_SKIP)
+                if y_str != bytes([MODE_SKIP]):
+                    raise CorruptPacket(f"unknown frame mode {y_str[:4].hex() or 'none'} in an uncoded frame")
+                x_hat, feature, idx = self._skip_frame(self._context(f_ref, coef, state.feature), level)
                 if digest is not None and self.index_digest(idx) != digest:
                     raise EntropyMismatch("entropy-coder indexes differ from the encoder's (damaged stream "
                                           "or another model); waiting for a key frame")
                 return RTState(x_hat, feature, coef)
+            ctx = self._context(f_ref, coef, None if key else state.feature)
             z_shape = (1, self.cfg.Nz, size[0] // 64, size[1] // 64)
             z_sym = self.z_coder.decompress_symbols(z_str, z_shape, dev).to(f_ref.dtype)
             mean, idx, delta = self._params(z_sym, ctx, level)
