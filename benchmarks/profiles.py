@@ -199,6 +199,27 @@ def update_results_doc(res: dict, doc: Path) -> None:
 MARK_BEGIN, MARK_END = "<!-- profiles: benchmarks/profiles.py -->", "<!-- /profiles -->"
 
 
+def update_card(model, mname: str, res: dict) -> None:
+    """Puts a hybrid-only model's measured points (per profile) and BD-rates into its card."""
+    from mm_compress_ros.codec.zoo import models_dir
+
+    path = models_dir() / f"{model.name}-{model.direction}.json"
+    card = json.loads(path.read_text())
+    if card.get("sha256") != model.sha256:
+        print(f"profiles: note: {path.name} describes other weights; card not updated", file=sys.stderr)
+        return
+    names = [k for k in res["points"] if k.endswith(f"({mname})")]
+    card["measured_rd"] = {
+        "data": f"{res['data']}: {len(res['sequences'])} sequences, first {res['frames_per_sequence']} frames "
+                f"each, GOP {res['gop']} (never trained on)",
+        "command": res["command"],
+        "points": {k: [{"level": p["quality"], "reference_qp": p.get("reference_qp"), "threads": p.get("threads"),
+                        **{mod: {q: round(p[mod][q], 4) for q in ("bpp", "psnr")} for mod in MODS}}
+                       for p in res["points"][k]] for k in names},
+        "bd_rate": {a: {k: t[k] for k in names if k in t} for a, t in res["bd_rate_vs_anchors"].items()}}
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def _kept_points(out: Path, model, measuring: set[str], profiles: list[str]) -> dict:
     """Hybrid points of the last run for models this run does not measure, when their weights are
     still the shipped ones (so one model can be re-measured without re-running the others)."""
@@ -242,6 +263,9 @@ def main(argv=None) -> int:
                     help="hybrid-profile model(s) to measure, each with its levels (default: mmvc with "
                          "--quality); e.g. --model mmvc:1,3,6 --model mmrt:1,22,43,64. Points of a "
                          "model other than mmvc are named 'hybrid <codec> (<model>)'")
+    ap.add_argument("--update-cards", action="store_true",
+                    help="write each measured hybrid-only model's points and BD-rates into its card "
+                         "(models/<name>-*.json, measured_rd; the weights' SHA-256 is checked first)")
     ap.add_argument("--exact-threads", type=int, default=2,
                     help="torch threads for models with an integer decoder (rt); the first design "
                          "always runs one codec thread (default 2)")
@@ -312,6 +336,10 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(res, indent=1))
     plot({k: points[k] for k in ("x265 low-delay P", *ours)}, Path(args.plot))
     update_results_doc(res, REPO / "docs" / "results.md")
+    if args.update_cards:
+        for mname, m, _ in hybrid:
+            if mname != "mmvc":   # the first design's card is written by benchmarks/results.py
+                update_card(m, mname, res)
     print(json.dumps({"bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}, indent=1))
     return 0
 

@@ -203,7 +203,8 @@ def count_macs(net: RTDependentCodec, size=(480, 640)) -> dict:
                 if kind == "predicted":
                     _, _, state = net.compress(x, ref, level)
                 acc.clear()
-                sections, digest, enc_state = net.compress(x, ref, level, state)
+                # a coded frame (not a skipped or repeated one, which costs the decoder nothing)
+                sections, digest, enc_state = net.compress(x, ref, level, state, uncoded=False)
                 out[f"encoder_{kind}"] = sum(acc.values()) / pixels
                 out[f"encoder_{kind}_by_module"] = {k: v / pixels for k, v in sorted(acc.items())}
                 acc.clear()

@@ -41,6 +41,10 @@ def cmd_encode(args) -> None:
     from .codec.stream import StreamEncoder
     from .io.frames import count_frames, iter_pairs
 
+    if args.model is None and not args.weights:
+        from .codec.zoo import default_model
+
+        args.model = default_model(args.reference_codec)
     model = _load(args)
     if args.target_kbps < 0 or args.fps <= 0:
         raise CliError("--target-kbps must be >= 0 and --fps positive")
@@ -71,7 +75,7 @@ def cmd_encode(args) -> None:
     dt = time.perf_counter() - t0
     print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
                       "seconds": round(dt, 2), "model": model.name, "direction": model.direction,
-                      "quality": args.quality, "gop": args.gop, "profile": enc.profile,
+                      "quality": enc.quality, "gop": args.gop, "profile": enc.profile,
                       "reference_codec": args.reference_codec, "fps": args.fps,
                       "kbps": round(total * 8 / max(enc.frame_index, 1) * args.fps / 1000, 1),
                       "reference_encoder": enc.reference.encoder_name}))
@@ -98,12 +102,12 @@ def cmd_decode(args) -> None:
         raise CliError(f"no such stream file: {path}")
     if args.model is None or args.direction is None:   # the model the stream's first packet names
         from .codec.packet import read_header
-        from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+        from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL
 
         with open(path, "rb") as f:
             first = next(iter_stream(f), None)
         h = read_header(first) if first else None
-        args.model = args.model or (h.model_id if h and not args.weights else DEFAULT_MODEL)
+        args.model = args.model or (h.model_id if h and not args.weights else DEFAULT_HYBRID_MODEL)
         args.direction = args.direction or (h.direction if h else DEFAULT_DIRECTION)
     model = _load(args)
     dec = StreamDecoder(model)
@@ -240,10 +244,16 @@ def cmd_export(args) -> None:
 
 # -- argument parsing --------------------------------------------------------------------------
 
-def _model_args(p, from_stream: bool = False):
-    from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+def _model_args(p, from_stream: bool = False, by_profile: bool = False):
+    from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL
 
-    if from_stream:   # a decoder: the model (and direction) the stream names, unless given
+    if by_profile:    # an encoder: the model of the --reference-codec profile, unless given
+        p.add_argument("--model", default=None,
+                       help=f"shipped model name (see `mm-compress models`; default: {DEFAULT_HYBRID_MODEL} for "
+                            f"--reference-codec h264/h265, {DEFAULT_MODEL} for learned)")
+        p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
+                       help="which modality is coded with the other as context")
+    elif from_stream:   # a decoder: the model (and direction) the stream names, unless given
         p.add_argument("--model", default=None,
                        help="shipped model name (default: the one the stream's packets name)")
         p.add_argument("--direction", default=None, choices=["thermal_given_rgb", "rgb_given_thermal"],
@@ -291,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recon", metavar="DIR", help="also write the encoder's own reconstruction (what a decoder "
                                                   "outputs) as DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
     p.add_argument("--quiet", action="store_true")
-    _model_args(p)
+    _model_args(p, by_profile=True)
     reference_args(p)
     p.set_defaults(func=cmd_encode)
 

@@ -15,9 +15,8 @@ pytestmark = pytest.mark.ros
 SEQ = DATA_ROOT / "m3svd_seq" / "0111_1716"
 W, H = 160, 120
 THREADS = 1
-# PSNR floors on real frames (160x120 downscaled M3SVD, quality 3 of models/mmvc-*): set below
-# what the shipped model gives (checkpoint of 00:36 UTC: RGB 15.9-16.5 dB, thermal 18.2-18.4 dB),
-# so that they catch images that are not reconstructions of the input. Exact correctness is
+# PSNR floors on real frames (160x120 downscaled M3SVD, the default model at its default level):
+# set well below what it gives, so that they catch images that are not reconstructions of the input. Exact correctness is
 # checked separately: published images are bit-identical to an offline decode of the packets.
 RGB_PSNR_FLOOR = 14.0
 THERMAL_PSNR_FLOOR = 16.0
@@ -76,9 +75,9 @@ def offline_decode(encoded):
     import numpy as np
 
     from mm_compress_ros.codec.stream import StreamDecoder
-    from mm_compress_ros.codec.zoo import load_model
+    from mm_compress_ros.codec.zoo import DEFAULT_HYBRID_MODEL, load_model
 
-    dec = StreamDecoder(load_model("mmvc", direction="thermal_given_rgb", device="cpu"))
+    dec = StreamDecoder(load_model(DEFAULT_HYBRID_MODEL, direction="thermal_given_rgb", device="cpu"))
     out = {}
     for e in sorted(encoded, key=lambda e: e["sequence"]):
         pair = dec.decode(base64.b64decode(e["data_b64"]))
@@ -131,7 +130,7 @@ def test_pipeline_launch_end_to_end_on_real_frames(ros, tmp_path):
         assert e["stamp"] in raw_rgb and e["thermal_stamp"] in raw_th
         assert e["frame_id"] == "rgb_optical_frame" and e["thermal_frame_id"] == "thermal_optical_frame"
         assert (e["rgb_encoding"], e["thermal_encoding"]) == ("bgr8", "mono16")
-        assert e["codec"] == "mmvc" and e["quality"] == 3
+        assert e["codec"] == DEFAULT_HYBRID_MODEL and e["quality"] == 32   # the default model's middle level
         assert e["sizes"]["rgb"] > 0 and e["sizes"]["thermal"] > 0
 
     # Every encoded frame is decoded and comes back with its original stamp, frame_id, encoding.

@@ -15,13 +15,15 @@ from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 
 
 def cmd_bag_encode(args) -> None:
-    from ..codec.zoo import load_model
+    from ..codec.zoo import default_model, load_model
     from .transcode import encode_bag
 
     if args.gop < 1:
         raise BagError("--gop must be at least 1")
     if not args.slop > 0 or args.queue_size < 1:
         raise BagError("--slop must be positive and --queue-size at least 1")
+    if args.model is None and not args.weights:
+        args.model = default_model(args.reference_codec)
     model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
     if args.quality is not None and not 1 <= args.quality <= model.levels:
         raise BagError(f"--quality must be 1..{model.levels} for model {model.model_id}")
@@ -77,7 +79,8 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--quality", type=int, default=None,
                    help="1 = smallest stream, up to the model's levels; default: the model's middle level")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames (default 10)")
-    p.add_argument("--model", default="mmvc", help="model name (see `mm-compress models`)")
+    p.add_argument("--model", default=None, help="model name (see `mm-compress models`; default: the "
+                                                 "--reference-codec profile's, mmrt for h264/h265, mmvc for learned)")
     p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")

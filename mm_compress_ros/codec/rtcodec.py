@@ -53,7 +53,8 @@ DELTA_MAX = 4095
 # mode byte): a *skipped frame* (z = 0, every latent element takes its predicted mean) or a
 # *repeated frame* (the previous decoded picture and feature, unchanged). The encoder tries a
 # repeated frame always and a skipped frame when fewer than SKIP_FRAME_TRY of the elements would be
-# coded, and keeps the mode of lowest rate-distortion cost at the level's lambda (encoder-only).
+# coded, and keeps the mode of lowest rate-distortion cost at the level's lambda (encoder-only); an
+# input identical to the previous one is always a repeated frame (there is nothing new to send).
 MODE_SKIP, MODE_REPEAT = 0, 1
 SKIP_FRAME_TRY = 0.05
 CHANNELS = {"rgb": 3, "thermal": 1}
@@ -83,6 +84,7 @@ class RTState:
     x_hat: torch.Tensor      # (1, ch, H, W) in [0, 1)
     feature: torch.Tensor    # F_t: (1, C, H/8, W/8), -16..127
     coef: torch.Tensor       # the GOP's alignment coefficients (1, 2R, 1, 1), -128..127
+    x: torch.Tensor | None = None   # encoder only: the input picture this state coded
 
 
 class RTDependentCodec(nn.Module):
@@ -223,6 +225,9 @@ class RTDependentCodec(nn.Module):
         """Returns ``(sections, digest, state)``; sections ``[align, y, z]`` for a key frame
         (``state`` None), ``[y, z]`` for a predicted one. ``state.x_hat`` is the decoded image.
         ``uncoded=False`` never picks a skipped or repeated frame (the coded path alone)."""
+        if state is not None and uncoded and state.x is not None and torch.equal(x, state.x):
+            # the very same input again (a camera driver repeating its last frame): nothing new to send
+            return [bytes([MODE_REPEAT]), b""], 0, state
         with exact_mode():
             x_u = F.pixel_unshuffle(x, UNSHUFFLE)
             f_ref = self._ref_feature(ref_hat, x.shape[-2:])
@@ -251,7 +256,7 @@ class RTDependentCodec(nn.Module):
         sections = [y_str, z_str]
         if state is None:
             sections.insert(0, coef.flatten().to(torch.int8).cpu().numpy().tobytes())
-        return sections, 0 if idx is None else self.index_digest(idx), RTState(x_hat, feature, coef)
+        return sections, 0 if idx is None else self.index_digest(idx), RTState(x_hat, feature, coef, x)
 
     def decompress(self, sections, ref_hat, size, level, digest: int | None = None,
                    state: RTState | None = None) -> RTState:

@@ -23,7 +23,8 @@ from .device import resolve_device
 from .multimodal import DIRECTIONS, ModelConfig, MultiModalCodec
 from .rtcodec import RTConfig, RTDependentCodec
 
-DEFAULT_MODEL = "mmvc"
+DEFAULT_MODEL = "mmvc"          # the fully learned profile's model (both modalities learned)
+DEFAULT_HYBRID_MODEL = "mmrt"   # the hybrid profile's: the real-time dependent codec (docs/results.md)
 DEFAULT_DIRECTION = "thermal_given_rgb"
 
 
@@ -79,6 +80,12 @@ ARCHS = {
     "mmvc": (ModelConfig, MultiModalCodec),
     "rt": (RTConfig, RTDependentCodec),
 }
+
+
+def default_model(reference_codec: str) -> str:
+    """The model a profile uses unless one is named: ``learned`` needs a model with its own
+    reference codec; h264/h265 take the real-time dependent codec."""
+    return DEFAULT_MODEL if reference_codec == "learned" else DEFAULT_HYBRID_MODEL
 
 
 def build_net(config: dict) -> MultiModalCodec | RTDependentCodec:

@@ -44,7 +44,7 @@ class DecoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("decoder_node", **kwargs)
         p = self.declare_parameter
-        self.model_name = p("model", "mmvc").value
+        self.model_name = p("model", "").value    # "": the default profile's model until a stream names one
         self.direction = p("direction", "thermal_given_rgb").value
         self.device = p("device", "auto").value
         in_rel = p("input_qos_reliability", "reliable").value
@@ -62,8 +62,9 @@ class DecoderNode(Node):
 
         from mm_compress_ros.codec import packet as packet_mod
         from mm_compress_ros.codec.stream import StreamDecoder
-        from mm_compress_ros.codec.zoo import load_model
+        from mm_compress_ros.codec.zoo import DEFAULT_HYBRID_MODEL, load_model
 
+        self.model_name = self.model_name or DEFAULT_HYBRID_MODEL
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
         self._packet = packet_mod

@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 
+import rclpy.parameter
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -93,7 +94,7 @@ class EncoderNode(Node):
         from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC
 
         p = self.declare_parameter
-        self.model_name = p("model", "mmvc").value
+        self.model_name = p("model", "").value    # "": the reference_codec profile's model
         self.direction = p("direction", "thermal_given_rgb").value
         self.quality = int(p("quality", 0).value) or None   # 0: the model's middle level
         self.gop = int(p("gop", 10).value)
@@ -123,8 +124,9 @@ class EncoderNode(Node):
         import torch
 
         from mm_compress_ros.codec.session import PairEncoder
-        from mm_compress_ros.codec.zoo import load_model
+        from mm_compress_ros.codec.zoo import default_model, load_model
 
+        self.model_name = self.model_name or default_model(self.reference_codec)
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
 
@@ -139,6 +141,8 @@ class EncoderNode(Node):
             f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
             f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.pairs.stream.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
+        # the level in use (0 asked for the model's middle one), as `ros2 param get` and the viewer read it
+        self.set_parameters([rclpy.parameter.Parameter("quality", value=self.pairs.stream.quality)])
         # quality and target_kbps may change at run time (ros2 param set, the viewer): from the
         # next key frame on; every other parameter of this node is read once, at start
         self._read_at_start = {n for n in self._parameters if n not in ("quality", "target_kbps", "use_sim_time")}

@@ -181,9 +181,13 @@ function onStats(s) {
   $("link-dec-latency").textContent = dv ? fmt(num(dv, "latency_ms_mean"), 0) : "n/a";
   const p = s.encoder_params;
   $("link-params").textContent = p ? `quality ${p.quality}, target_kbps ${p.target_kbps}` : "unknown";
+  if (p && !qualityEdited) $("quality").value = p.quality;   // start from the encoder's level
   setBadge($("enc-status"), "encoder", s.encoder);
   setBadge($("dec-status"), "decoder", s.decoder);
 }
+
+let qualityEdited = false;   // the quality box follows the encoder until the operator types in it
+document.getElementById("quality").addEventListener("input", () => { qualityEdited = true; });
 
 // -- connection and controls ------------------------------------------------------------------
 function send(obj) {
