@@ -207,7 +207,15 @@ def cmd_train(args) -> None:
         root = default_data_root()
         if root is None:
             raise CliError("no data given and ../shared/data not found: pass --data DIR [DIR ...]")
-        roots = [root / "roadscene", root / "m3svd_video"]
+        roots = ([root / "m3svd_video", root / "m3svd_thermal_video"] if args.arch == "rt"
+                 else [root / "roadscene", root / "m3svd_video"])
+    # the defaults of each architecture (docs/training.md): the real-time codec trains on 256x256
+    # clips of a key frame and 2 predicted frames, against H.265/H.264-coded references
+    rt = args.arch == "rt"
+    for name, default in (("crop", 256 if rt else 128), ("chain", 2 if rt else 1), ("lr", 5e-4 if rt else 1e-4),
+                          ("reference_codec", "h265,h264" if rt else "learned")):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     data = load_training_set(roots, limit=args.limit)
     print(f"training data: {data.describe()}", file=sys.stderr)
     mcfg = (RTConfig(direction=args.direction) if args.arch == "rt"
@@ -322,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train (or resume) a model; checkpoints in --run")
-    p.add_argument("--data", nargs="+", help="data folders (default: ../shared/data roadscene + m3svd_video)")
+    p.add_argument("--data", nargs="+", help="data folders (default: ../shared/data roadscene + m3svd_video; "
+                                             "--arch rt: m3svd_video + m3svd_thermal_video)")
     p.add_argument("--run", required=True, help="run folder: checkpoint.safetensors/json, train.log")
     p.add_argument("--arch", default="mmvc", choices=["mmvc", "rt"],
                    help="mmvc: the first design (all four codecs); rt: the real-time dependent codec "
@@ -332,20 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--steps", type=int, default=20000, help="total steps (a resumed run continues to this)")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--crop", type=int, default=None, help="crop size (default 128; --arch rt: 256)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-4; --arch rt: 5e-4)")
     p.add_argument("--decay-at", type=float, default=0.85,
                    help="fraction of --steps after which the learning rate drops 10x (default 0.85)")
-    p.add_argument("--chain", type=int, default=1,
+    p.add_argument("--chain", type=int, default=None,
                    help="predicted frames after the key frame in each sample (stages video, all; "
-                        "more than 1 trains against drift over a GOP; default 1)")
+                        "more than 1 trains against drift over a GOP; default 1; --arch rt: 2)")
     p.add_argument("--blank-reference", action="store_true",
                    help="stage dep: replace the reference modality by a constant image (trains the "
                         "single-modality baseline that isolates the cross-modal gain)")
-    p.add_argument("--reference-codec", default="learned", metavar="LIST",
+    p.add_argument("--reference-codec", default=None, metavar="LIST",
                    help="stages dep, video: comma-separated reference codecs cycled step by step "
                         "(learned, h264, h265); h264/h265 train the dependent codec on libavcodec's "
-                        "decode of the reference at each level's QP, as the hybrid profile codes it")
+                        "decode of the reference at each level's QP, as the hybrid profile codes it "
+                        "(default learned; --arch rt: h265,h264)")
     p.add_argument("--still-every", type=int, default=4,
                    help="stages ref, dep, all: every n-th step also codes a batch of still pairs as key "
                         "frames (1: every step; the stills carry more fine texture than the lossy "

@@ -81,6 +81,43 @@ def test_train_resume_and_export(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_real_time_codec_trains_resumes_exports_and_streams(tmp_path, capsys):
+    """`mm-compress train --arch rt` (its defaults: H.265/H.264-coded references, chains of a key
+    frame and 2 predicted frames) on real clips, resumed, exported; the exported model codes and
+    decodes a stream identically, on either thread count."""
+    import torch
+
+    from codec_fixtures import crop_pair
+    from mm_compress_ros.codec.stream import StreamDecoder, StreamEncoder
+    from mm_compress_ros.codec.zoo import load_model
+
+    run = tmp_path / "rt"
+    args = ["train", "--arch", "rt", "--data", str(DATA / "m3svd_seq"), "--run", str(run), "--limit", "3",
+            "--crop", "64", "--batch", "2", "--save-every", "1", "--log-every", "1", "--quiet", "--device", "cpu"]
+    assert main(args + ["--steps", "1"]) == 0
+    assert main(args + ["--steps", "2"]) == 0   # resumes
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["step"] == 2 and meta["train"]["chain"] == 2 and meta["train"]["reference_codecs"] == ["h265", "h264"]
+    line = json.loads((run / "train.log").read_text().splitlines()[-1])
+    assert {"key_bpp", "p1_psnr", "p2_skip"} <= set(line) and np.isfinite(line["loss"])
+    out = tmp_path / "rt-thermal_given_rgb.safetensors"
+    assert main(["export", str(run), "--name", "rt", "--out", str(out)]) == 0
+    capsys.readouterr()
+    model = load_model(path=out, device="cpu")
+    assert model.card["config"]["arch"] == "rt" and model.net.exact and model.levels == 64
+    enc, dec = StreamEncoder(model, gop=3, reference_codec="h265", encoder="software"), StreamDecoder(model)
+    threads = torch.get_num_threads()
+    try:
+        for i in range(4):
+            torch.set_num_threads(1 + i % 2)
+            pair = dec.decode(enc.encode(*crop_pair(i)))
+            assert np.array_equal(pair.thermal, enc.last_pair().thermal), i
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="codes only the dependent modality"):
+        StreamEncoder(model, reference_codec="learned")
+
+
 def test_train_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--run", str(tmp_path / "r"), "--steps", "1"]) == 2
     err = capsys.readouterr().err
