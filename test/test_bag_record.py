@@ -118,7 +118,7 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
     from mm_compress_ros.codec.zoo import load_model
     from mm_compress_ros.io.ros_image import image_to_numpy
 
-    dec = StreamDecoder(load_model("mmvc", device="cpu"))
+    dec = StreamDecoder(load_model(encoded[0].codec, device="cpu"))   # the model the packets name
     for e, rgb, th in zip(encoded, got["/decoded/rgb"], got["/decoded/thermal"]):
         pair = dec.decode(e.data.tobytes())
         assert np.array_equal(image_to_numpy(rgb), pair.rgb)
