@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads per node")
-    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--quality", type=int, default=0, help="encoder quality (0: the model's middle level)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
 
@@ -73,6 +73,7 @@ def main() -> int:
         "input": data or "synthetic scene",
         "size": f"{args.width}x{args.height}", "rate_hz": args.rate, "frames": args.frames,
         "torch_threads_per_node": args.threads, "quality": args.quality,
+        "model": enc[0].get("codec") if enc else None, "quality_used": enc[0].get("quality") if enc else None,
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
         "ok": ok,
         "throughput_fps": {"input": span_fps(raw), "encoded": span_fps(enc), "decoded": span_fps(dec)},
