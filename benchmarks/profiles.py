@@ -220,6 +220,11 @@ def update_card(model, mname: str, res: dict) -> None:
     path.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def _model_of(point_name: str) -> str:
+    """The model of a points entry: 'hybrid h264 (mmrt)' -> mmrt; unnamed entries are mmvc's."""
+    return point_name[point_name.index("(") + 1:-1] if point_name.endswith(")") else "mmvc"
+
+
 def _kept_points(out: Path, model, measuring: set[str], profiles: list[str]) -> dict:
     """Hybrid points of the last run for models this run does not measure, when their weights are
     still the shipped ones (so one model can be re-measured without re-running the others)."""
@@ -233,7 +238,7 @@ def _kept_points(out: Path, model, measuring: set[str], profiles: list[str]) -> 
     for name, pts in old["points"].items():
         if not name.startswith("hybrid"):
             continue
-        mname = name[name.index("(") + 1:-1] if name.endswith(")") else "mmvc"
+        mname = _model_of(name)
         if mname in measuring:
             continue
         try:
@@ -249,7 +254,7 @@ def _kept_models(out: Path, kept: dict) -> dict:
     if not kept:
         return {}
     old = json.loads(out.read_text())
-    names = {k[k.index("(") + 1:-1] if k.endswith(")") else "mmvc" for k in kept}
+    names = {_model_of(k) for k in kept}
     models = old.get("hybrid_models", {"mmvc": {"sha256": old["model_sha256"], "levels": 6, "arch": "mmvc"}})
     return {n: v for n, v in models.items() if n in names}
 

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .entropy import IDX0, N_SCALES, SkipGaussianCoder, SymbolBottleneck
-from .intnet import ACT_MAX, ACT_MIN, ACT_SHIFT, IntConv2d, exact_mode, freeze, int_resize, round_ste
+from .intnet import ACT_MAX, ACT_MIN, IntConv2d, exact_mode, freeze, int_resize, round_ste
 from .packet import CorruptPacket, EntropyMismatch
 
 Y_SHIFT = 4             # ŷ and μ are integers in units of 1/16
@@ -189,6 +189,20 @@ class RTDependentCodec(nn.Module):
         x_hat, feature = self._synthesize(mean.clamp(-Y_MAX, Y_MAX), ctx)
         return x_hat, feature, idx
 
+    def _analyze(self, x, ref_hat, state: RTState | None):
+        """Encoder side: the GOP's alignment coefficients, the context, ``y`` (1/16 units) and ``z``."""
+        x_u = F.pixel_unshuffle(x, UNSHUFFLE)
+        f_ref = self._ref_feature(ref_hat, x.shape[-2:])
+        coef = self._coefficients(f_ref, x_u) if state is None else state.coef
+        ctx = self._context(f_ref, coef, None if state is None else state.feature)
+        y = self.g_a(torch.cat([x_u, ctx / 16.0], dim=1)) * (1 << Y_SHIFT)
+        return coef, ctx, y, self.h_a(y / (1 << Y_SHIFT))
+
+    def _check_digest(self, idx, digest: int | None) -> None:
+        if digest is not None and self.index_digest(idx) != digest:
+            raise EntropyMismatch("entropy-coder indexes differ from the encoder's (damaged stream "
+                                  "or another model); waiting for a key frame")
+
     def _synthesize(self, y_hat, ctx):
         feature = self.g_s(torch.cat([self.g_s_up(y_hat), ctx], dim=1))
         return self.recon(feature) / float(1 << PIX_SHIFT), feature
@@ -198,12 +212,7 @@ class RTDependentCodec(nn.Module):
         """One frame: a key frame without ``state``, else predicted from it. ``x`` and ``ref_hat``
         are float images in [0, 1]; returns ``x_hat``, ``state``, ``likelihoods``, ``skip`` (the
         fraction of skipped latent elements)."""
-        x_u = F.pixel_unshuffle(x, UNSHUFFLE)
-        f_ref = self._ref_feature(ref_hat, x.shape[-2:])
-        coef = self._coefficients(f_ref, x_u) if state is None else state.coef
-        ctx = self._context(f_ref, coef, None if state is None else state.feature)
-        y = self.g_a(torch.cat([x_u, ctx / 16.0], dim=1)) * (1 << Y_SHIFT)
-        z = self.h_a(y / (1 << Y_SHIFT))
+        coef, ctx, y, z = self._analyze(x, ref_hat, state)
         _, z_lik = self.z_coder(z)
         mean, idx, delta = self._params(self.z_coder.symbols(z), ctx, level)
         r = (y - mean) / delta
@@ -229,12 +238,8 @@ class RTDependentCodec(nn.Module):
             # the very same input again (a camera driver repeating its last frame): nothing new to send
             return [bytes([MODE_REPEAT]), b""], 0, state
         with exact_mode():
-            x_u = F.pixel_unshuffle(x, UNSHUFFLE)
-            f_ref = self._ref_feature(ref_hat, x.shape[-2:])
-            coef = self._coefficients(f_ref, x_u) if state is None else state.coef
-            ctx = self._context(f_ref, coef, None if state is None else state.feature)
-            y = self.g_a(torch.cat([x_u, ctx / 16.0], dim=1)) * (1 << Y_SHIFT)
-            z_sym = self.z_coder.symbols(self.h_a(y / (1 << Y_SHIFT)))
+            coef, ctx, y, z = self._analyze(x, ref_hat, state)
+            z_sym = self.z_coder.symbols(z)
             mean, idx, delta = self._params(z_sym, ctx, level)
             coded = ~self.y_coder.skipped(idx)
             q = torch.where(coded, torch.floor((y - mean) / delta + 0.5), torch.zeros_like(y))
@@ -279,21 +284,17 @@ class RTDependentCodec(nn.Module):
             else:
                 coef = state.coef
             y_str, z_str = sections[-2:]
+            ctx = self._context(f_ref, coef, None if key else state.feature)
             if not key and not z_str:   # a skipped frame (see MODE_SKIP)
                 if y_str != bytes([MODE_SKIP]):
                     raise CorruptPacket(f"unknown frame mode {y_str[:4].hex() or 'none'} in an uncoded frame")
-                x_hat, feature, idx = self._skip_frame(self._context(f_ref, coef, state.feature), level)
-                if digest is not None and self.index_digest(idx) != digest:
-                    raise EntropyMismatch("entropy-coder indexes differ from the encoder's (damaged stream "
-                                          "or another model); waiting for a key frame")
+                x_hat, feature, idx = self._skip_frame(ctx, level)
+                self._check_digest(idx, digest)
                 return RTState(x_hat, feature, coef)
-            ctx = self._context(f_ref, coef, None if key else state.feature)
             z_shape = (1, self.cfg.Nz, size[0] // 64, size[1] // 64)
             z_sym = self.z_coder.decompress_symbols(z_str, z_shape, dev).to(f_ref.dtype)
             mean, idx, delta = self._params(z_sym, ctx, level)
-            if digest is not None and self.index_digest(idx) != digest:
-                raise EntropyMismatch("entropy-coder indexes differ from the encoder's (damaged stream "
-                                      "or another model); waiting for a key frame")
+            self._check_digest(idx, digest)
             coded = ~self.y_coder.skipped(idx)
             q = torch.zeros_like(mean)
             q[coded] = self.y_coder.decompress(y_str, idx[coded]).to(q.dtype)
@@ -340,11 +341,3 @@ class RTDependentCodec(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.z_coder.loss()
-
-    @staticmethod
-    def pad_multiple() -> int:
-        return 64
-
-    @property
-    def act_shift(self) -> int:
-        return ACT_SHIFT

@@ -68,14 +68,7 @@ class RTTrainer(Trainer):
         if "learned" in cfg.reference_codecs and not cfg.blank_reference:
             raise ValueError("the real-time codec is the hybrid profile's dependent codec: "
                              "train it with --reference-codec h264,h265 (or --blank-reference)")
-        if kw.get("model") is None:
-            kw["model"] = RTDependentCodec(cfg.model).to(device)
-            if init_weights:
-                from ..codec.zoo import load_weights_file
-                state = load_weights_file(init_weights)
-                params = dict(kw["model"].named_parameters())
-                kw["model"].load_state_dict({k: v.float() for k, v in state.items() if k in params}, strict=False)
-        super().__init__(cfg, data, run_dir, device=device, **kw)
+        super().__init__(cfg, data, run_dir, device=device, init_weights=init_weights, **kw)
         self.lambdas = self.model.lambdas(self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)
         if self.step == 0 and not init_weights:   # a fresh network: start it in range

@@ -145,9 +145,13 @@ class Trainer:
         self.cfg, self.data, self.run_dir, self.device = cfg, data, Path(run_dir), torch.device(device)
         self.amp, self.sync_free = AMP[amp], sync_free
         torch.manual_seed(cfg.seed)
-        self.model = model if model is not None else MultiModalCodec(cfg.model).to(self.device)
+        fresh = model is None
+        if fresh:
+            from ..codec.zoo import build_net
+            model = build_net(cfg.model.to_dict()).to(self.device)   # either design (config "arch")
+        self.model = model
         self.init_info = None
-        if init_weights and model is None:
+        if init_weights and fresh:
             from ..codec.zoo import load_weights_file, sha256_file
             self.init_info = {"file": str(init_weights), "sha256": sha256_file(Path(init_weights))}
             # parameters only: buffers are constants of the layers (likelihood and GDN bounds) or
