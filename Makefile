@@ -66,4 +66,4 @@ clean:
 PACK_ARGS ?=
 .PHONY: device-pack
 device-pack:
-	$(VENV)/bin/python -m mm_compress_ros.train.pack --out device $(PACK_ARGS)
+	$(VENV)/bin/python -m mm_compress_ros.train.pack --out device --arch $(or $(ARCH),mmvc) $(PACK_ARGS)

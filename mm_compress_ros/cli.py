@@ -223,7 +223,7 @@ def cmd_train(args) -> None:
     cfg = TrainConfig(stage=args.stage, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                       decay_at=args.decay_at, chain=args.chain, blank_reference=args.blank_reference,
                       still_every=args.still_every, downscale=args.downscale, seed=args.seed,
-                      reference_codecs=tuple(args.reference_codec.split(",")),
+                      blank_share=args.blank_share, reference_codecs=tuple(args.reference_codec.split(",")),
                       threads=args.threads, save_every=args.save_every, log_every=args.log_every, model=mcfg)
     try:
         trainer = Trainer(cfg, data, Path(args.run), device=resolve_device(args.device),
@@ -360,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stages ref, dep, all: every n-th step also codes a batch of still pairs as key "
                         "frames (1: every step; the stills carry more fine texture than the lossy "
                         "video clips; default 4)")
+    p.add_argument("--blank-share", type=float, default=0.25, metavar="F",
+                   help="share of training clips drawn from thermal-only sequences, coded against a "
+                        "blank reference (when the data has both kinds; default 0.25)")
     p.add_argument("--downscale", type=float, default=1.0, metavar="MIN",
                    help="crop windows up to 1/MIN times larger, shrunk by area averaging: sharper edges "
                         "per pixel, fewer block artifacts of lossy training data (default 1: off)")

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The one-shot GPU training run (docs/training.md, "One-shot GPU run"). From the repository root:
 #
-#   OUT=DIR scripts/device_train.sh MINUTES [more options of python -m mm_compress_ros.train.timed]
+#   OUT=DIR [ARCH=rt] scripts/device_train.sh MINUTES [more options of python -m mm_compress_ros.train.timed]
 #
-# On the lent GPU machine `make device-pack`'s folder device/ is carried along and $OUT is set.
-# Installs the packed wheels (CompressAI, pytorch-msssim) when the interpreter lacks them, checks
-# CUDA, then trains for MINUTES of wall clock from the shipped weights: crops drawn on the GPU,
-# batch 16 x 256x256, bf16 autocast, stages ref, dep, video in sequence (--schedule), weights saved
-# every minute as <= 16 MiB shards in $OUT (6 files in all). Export with `mm-compress export`.
+# On the lent GPU machine `make device-pack [ARCH=rt]`'s folder device/ is carried along and $OUT is
+# set. Installs the packed wheels (CompressAI, pytorch-msssim) when the interpreter lacks them,
+# checks CUDA, then trains for MINUTES of wall clock from the shipped weights, crops drawn on the
+# GPU, batch 16 x 256x256, weights saved every minute as <= 16 MiB shards in $OUT. Export with
+# `mm-compress export`.
+#   ARCH=mmvc (default): the first design, bf16 autocast, stages ref, dep, video in sequence
+#     (--schedule ref:1,dep:2,video:1), from models/mmvc-thermal_given_rgb.safetensors;
+#   ARCH=rt: the real-time dependent codec (the hybrid profile's default), one stage, clips of a
+#     key frame and 2 predicted frames against the pack's H.264-coded references, float32 (TF32:
+#     exact on its integer layers), from models/mmrt-thermal_given_rgb.safetensors.
 #
-# Environment: OUT (required), DEVICE (cuda; cpu for the CPU proof), PYTHON (python3),
+# Environment: OUT (required), ARCH (mmvc), DEVICE (cuda; cpu for the CPU proof), PYTHON (python3),
 # PACK (device), DATA (data folders; default: every folder under $PACK/data).
 set -euo pipefail
 MINUTES=${1:?usage: OUT=DIR scripts/device_train.sh MINUTES [options]}
@@ -48,6 +53,10 @@ fi
 mkdir -p "$OUT"
 if [ -f "$PACK/MANIFEST.json" ]; then cp "$PACK/MANIFEST.json" "$OUT/pack.json"; fi  # what the data was
 
+case "${ARCH:-mmvc}" in
+  mmvc) args=(--init models/mmvc-thermal_given_rgb.safetensors --schedule ref:1,dep:2,video:1) ;;
+  rt) args=(--init models/mmrt-thermal_given_rgb.safetensors --schedule all:1 --chain 2 --amp off --lr 3e-4) ;;
+  *) echo "device_train: ARCH is mmvc or rt, not ${ARCH}" >&2; exit 2 ;;
+esac
 exec "$PYTHON" -m mm_compress_ros.train.timed --minutes "$MINUTES" --device "$DEVICE" --out "$OUT" \
-  --data "${data[@]}" --init models/mmvc-thermal_given_rgb.safetensors \
-  --batch 16 --crop 256 --schedule ref:1,dep:2,video:1 "$@"
+  --data "${data[@]}" --batch 16 --crop 256 "${args[@]}" "$@"

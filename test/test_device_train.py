@@ -172,3 +172,136 @@ def test_budget_and_schedule_errors(tmp_path, capsys):
     assert "no time left to train" in capsys.readouterr().err
     assert timed_main(args + ["--minutes", "1", "--chain", "3"]) == 2
     assert "--chain 3 needs sequences of 4 frames" in capsys.readouterr().err
+
+
+# -- the real-time dependent codec's run (ARCH=rt): coded references instead of an encoder --------
+
+@pytest.fixture(scope="module")
+def rt_pack(tmp_path_factory):
+    """make device-pack ARCH=rt in small: 8 frames of each paired clip coded at the packed QPs."""
+    from mm_compress_ros.train.pack import build_rt_pack
+
+    out = tmp_path_factory.mktemp("rtpack")
+    m = build_rt_pack(out, DATA, wheels=[], limit=12 * MIB, margin=0, tree=0, frames=8, progress=False)
+    return out, m
+
+
+def test_coded_references_decode_as_the_hybrid_decoder_does(tmp_path):
+    """PyAV gives the very pictures the hybrid decoder conditions on; the GPU machine's OpenCV (no
+    chroma planes) comes within the bound docs/training.md states."""
+    from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder
+    from mm_compress_ros.train.coded import code_clip, read_coded
+
+    frames = read_video(CLIP / "rgb.mp4", False, limit=12)
+    path = tmp_path / "rgb_h264_qp30.h264"
+    path.write_bytes(code_clip(frames, 30))
+    enc, dec = LowDelayEncoder("h264", "software"), VideoDecoder("h264")
+    want = [dec.decode(enc.encode(f, 30, k % 10 == 0), f.shape[:2], 3) for k, f in enumerate(frames)]
+    exact = read_coded(path, decoder="av")
+    assert len(exact) == 12 and all(np.array_equal(a, b) for a, b in zip(exact, want))
+    near = np.stack(read_coded(path, decoder="cv2")).astype(int)
+    d = near - np.stack(want).astype(int)
+    psnr = 10 * np.log10(255 ** 2 / max(float((d ** 2).mean()), 1e-9))
+    assert np.abs(d).max() <= 8 and psnr > 50, (np.abs(d).max(), psnr)
+    assert len(read_coded(path, limit=5, decoder="cv2")) == 5
+
+
+def test_rt_pack_codes_the_rgb_and_fills_the_room(rt_pack):
+    """Paired clips travel as thermal.mp4 plus the RGB coded at each packed QP (no rgb.mp4), then
+    thermal-only clips in name order while they fit; nothing past the room."""
+    from mm_compress_ros.train.coded import CODED_QPS, coded_files, read_coded
+
+    out, m = rt_pack
+    clips = sorted(p.name for p in (DATA / "m3svd_video").iterdir())
+    assert [c["clip"] for c in m["data"]["m3svd_video"]["clips"]] == clips
+    for c in clips:
+        d = out / "data" / "m3svd_video" / c
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            ["thermal.mp4"] + [f"rgb_h264_qp{q}.h264" for q in CODED_QPS])
+        assert (d / "thermal.mp4").read_bytes() == (DATA / "m3svd_video" / c / "thermal.mp4").read_bytes()
+        for qp, f in coded_files(d).items():
+            assert len(read_coded(f)) == 8
+    kept = m["data"]["m3svd_thermal_video"]["clips"]
+    assert kept and "no room" in m["left_out"]["m3svd_thermal_video"]
+    files = [p for p in out.rglob("*") if p.is_file() and p.name != "MANIFEST.json"]
+    assert m["pack_bytes"] == sum(p.stat().st_size for p in files) <= 12 * MIB
+    assert sorted(p.name for p in (out / "data" / "m3svd_thermal_video").iterdir()) == kept
+
+
+def test_device_sampler_draws_coded_references(rt_pack):
+    """With a coded index per sample the RGB crop is that QP's coded picture, same window as the
+    thermal; thermal-only clips come with their blank reference at the blank share."""
+    import torch
+
+    from mm_compress_ros.train.timed import DeviceSampler
+
+    out, _ = rt_pack
+    ts = load_training_set([out / "data" / "m3svd_video", out / "data" / "m3svd_thermal_video"],
+                           limit=6, decoder="cv2")
+    s = DeviceSampler(ts, 64, seed=2, device="cpu", blank_share=0.0)
+    assert s.coded_qps == (22, 30, 37)
+    seqs = s.data.sequences
+    starts = np.cumsum([0] + [len(q.thermal) for q in seqs])
+    coded = torch.tensor([0, 1, 2, 2])
+    out_ = s.clips(4, 2, coded)
+    last = s.last
+    for b in range(4):
+        y, x, flip = int(last["y"][b]), int(last["x"][b]), bool(last["flip"][b])
+        for k, f in enumerate(last["frames"][b].tolist()):
+            i = int(np.searchsorted(starts, f, side="right") - 1)
+            q, j = seqs[i], f - starts[i]
+            assert not q.blank  # blank share 0: paired clips only
+            want_r = q.coded[s.coded_qps[int(coded[b])]][j][y:y + 64, x:x + 64]
+            want_t = q.thermal[j][y:y + 64, x:x + 64]
+            if flip:
+                want_r, want_t = want_r[:, ::-1], want_t[:, ::-1]
+            assert np.array_equal((out_[2 * k][b] * 255).round().byte().permute(1, 2, 0).numpy(), want_r)
+            assert np.array_equal((out_[2 * k + 1][b, 0] * 255).round().byte().numpy(), want_t)
+    every_blank = DeviceSampler(ts, 64, seed=2, device="cpu", blank_share=1.0)
+    rgb = every_blank.clips(6, 2, torch.zeros(6, dtype=torch.long))[0]
+    assert torch.all((rgb * 255).round() == 128)  # the blank reference, at every QP
+    with pytest.raises(ValueError, match="--blank-share must be in"):
+        DeviceSampler(ts, 64, seed=2, device="cpu", blank_share=1.5)
+
+
+def test_one_shot_rt_run_on_the_cpu_and_its_export(rt_pack, tmp_path, capsys):
+    """ARCH=rt: the script trains the shipped real-time model on the pack's coded references with
+    the GPU machine's video decoder; the export is a loadable 64-level model whose card carries
+    the shipped model's history and this run."""
+    pack, _ = rt_pack
+    out = tmp_path / "OUT"
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "PYTHON": sys.executable, "PACK": str(pack),
+           "ARCH": "rt"}
+    r = subprocess.run(["bash", "scripts/device_train.sh", "0.3", "--batch", "2", "--crop", "64", "--limit", "6",
+                        "--video-decoder", "cv2", "--threads", "1", "--save-every-s", "6", "--log-every-s", "4",
+                        "--reserve-s", "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert any(re.search(r"\] step \d+ .* steps/s \| .*key_psnr .*p2_psnr", x) for x in lines)
+    summary = json.loads(lines[-1])
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["complete"] and meta["amp"] == "off" and meta["step"] == summary["steps"] > 0
+    assert meta["train"]["coded_qps"] == [22, 30, 37] and meta["train"]["reference_codecs"] == ["h264"]
+    assert json.loads((out / "pack.json").read_text())["arch"] == "rt"
+    with capsys.disabled():  # on record: this CPU's speed on the real-time codec
+        print(f"\nCPU proof (ARCH=rt), steps/s (batch 2, 64x64, 1 thread): {summary['steps_per_s']}")
+
+    model = tmp_path / "rtproof-thermal_given_rgb.safetensors"
+    assert main(["export", str(out), "--name", "rtproof", "--out", str(model), "--data-note", "proof"]) == 0
+    card = json.loads(model.with_suffix(".json").read_text())
+    run = card["training"]["history"][-1]
+    shipped = json.loads((REPO / "models" / "mmrt-thermal_given_rgb.json").read_text())
+    assert run["init_sha256"] == shipped["sha256"] and run["coded_qps"] == [22, 30, 37]
+    assert card["training"]["history"][:-1] == shipped["training"]["history"]
+    from mm_compress_ros.codec.zoo import load_model
+
+    loaded = load_model(path=model, device="cpu")
+    assert loaded.levels == 64 and loaded.card["sha256"] == card["sha256"]
+    from codec_fixtures import crop_pair
+    from mm_compress_ros.codec.stream import StreamDecoder, StreamEncoder
+
+    enc = StreamEncoder(loaded, quality=32, gop=10, reference_codec="h264", encoder="software")
+    dec = StreamDecoder(loaded)
+    for i in range(2):
+        pair = dec.decode(enc.encode(*crop_pair(i)))
+        assert np.array_equal(pair.thermal, enc.last_pair().thermal)

@@ -72,6 +72,9 @@ def _run_entry(run: Path, meta: dict) -> dict:
              "downscale": t.get("downscale", TrainConfig.downscale), "device": meta.get("device", "cpu")}
     if t.get("blank_reference"):
         entry["blank_reference"] = True
+    for k in ("blank_share", "coded_qps"):
+        if k in t:
+            entry[k] = t[k]
     if tuple(t.get("reference_codecs", ("learned",))) != ("learned",):
         entry["reference_codecs"] = list(t["reference_codecs"])
     if meta.get("init"):

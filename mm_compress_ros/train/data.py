@@ -40,6 +40,9 @@ class Sequence:
     rgb: np.ndarray
     thermal: np.ndarray
     blank: bool = False     # no RGB was recorded: ``rgb`` is the blank reference
+    # the RGB as the hybrid decoder gets it, coded by H.264 at each QP (train/coded.py); a pack for
+    # the real-time codec carries only these, and the best of them stands in for ``rgb``
+    coded: dict[int, np.ndarray] | None = None
 
 
 @dataclass
@@ -130,7 +133,7 @@ def detect_layout(d: Path) -> str | None:
     if (d / "JPEGImages").is_dir() and next((d / "JPEGImages").glob("*_PreviewData.jpeg"), None):
         return "flir"
     subdirs = [p for p in d.iterdir() if p.is_dir()]
-    if any((p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file() for p in subdirs):
+    if any(_paired_clip(p) for p in subdirs):
         return "videos"
     if any((p / "thermal.mp4").is_file() for p in subdirs):
         return "thermal_videos"
@@ -196,16 +199,33 @@ def read_video(path: Path, gray: bool, limit: int | None = None, stride: int = 1
     return list(itertools.islice((f for i, f in enumerate(frames) if i % stride == 0), limit))
 
 
+def _paired_clip(d: Path) -> bool:
+    """A paired clip: ``thermal.mp4`` with ``rgb.mp4`` or coded references (train/coded.py)."""
+    from .coded import coded_files
+
+    return (d / "thermal.mp4").is_file() and ((d / "rgb.mp4").is_file() or bool(coded_files(d)))
+
+
 def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1,
                      decoder: str = "auto") -> list[Sequence]:
+    from .coded import coded_files, read_coded
+
     seqs = []
-    clips = sorted(p for p in root.iterdir() if (p / "rgb.mp4").is_file() and (p / "thermal.mp4").is_file())
+    clips = sorted(p for p in root.iterdir() if p.is_dir() and _paired_clip(p))
     for d in tqdm(clips, desc=f"videos {root.name}", leave=False):
-        rgb = read_video(d / "rgb.mp4", False, limit, stride, decoder)
         th = read_video(d / "thermal.mp4", True, limit, stride, decoder)
-        n = min(len(rgb), len(th))
+        files = coded_files(d)
+        coded = {qp: read_coded(f, None if limit is None else limit * stride, decoder)[::stride]
+                 for qp, f in files.items()}
+        rgb = (read_video(d / "rgb.mp4", False, limit, stride, decoder) if (d / "rgb.mp4").is_file()
+               else coded[min(coded)])
+        n = min([len(rgb), len(th)] + [len(c) for c in coded.values()])
         fr = [_fit(rgb[i], th[i]) for i in range(n)]
-        seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr])))
+        if any(c[0].shape[:2] != rgb[0].shape[:2] for c in coded.values()):
+            raise FrameSourceError(f"{d}: coded references of another size than the RGB")
+        cod = ({qp: np.stack([_fit(c[i], th[i])[0] for i in range(n)]) for qp, c in coded.items()}
+               if coded else None)
+        seqs.append(Sequence(d.name, np.stack([f[0] for f in fr]), np.stack([f[1] for f in fr]), coded=cod))
     return seqs
 
 
@@ -267,6 +287,8 @@ class CropSampler:
             raise ValueError(f"crop {crop} is larger than some frames ({', '.join(small[:3])})")
         if not 0.0 < downscale <= 1.0:
             raise ValueError(f"--downscale must be in (0, 1], got {downscale}")
+        if not 0.0 <= blank_share <= 1.0:
+            raise ValueError(f"--blank-share must be in [0, 1], got {blank_share}")
         self.data, self.crop, self.max_gap, self.downscale = data, crop, max_gap, downscale
         self.rng = np.random.default_rng(seed)
         # thermal-only sequences (blank reference) are drawn with probability ``blank_share``

@@ -71,11 +71,42 @@ class RTTrainer(Trainer):
         super().__init__(cfg, data, run_dir, device=device, init_weights=init_weights, **kw)
         self.lambdas = self.model.lambdas(self.device)
         self.rng = torch.Generator().manual_seed(cfg.seed + 1)
-        if self.step == 0 and not init_weights:   # a fresh network: start it in range
-            frames = self._clips(cfg.batch, 1)
+        # coded references drawn by the sampler (the GPU pack, train/coded.py): each level takes
+        # the packed QP nearest its own
+        qps = getattr(self.sampler, "coded_qps", ())
+        self._coded_lut = None
+        if qps and not cfg.blank_reference:
+            if self.model.ref_name != "rgb":
+                raise ValueError("coded references are RGB: they train the thermal_given_rgb direction")
+            from ..codec.reference import reference_qp
+            from .coded import nearest
+
+            self._coded_lut = torch.tensor([nearest(qps, reference_qp(lv + 1, cfg.model.levels))
+                                            for lv in range(cfg.model.levels)], device=self.device)
+        if self.step == 0 and not init_weights and kw.get("model") is None:   # a fresh network: start it in range
             level = self._levels(cfg.batch)
-            ref, dep = (frames[0], frames[1]) if self.model.ref_name == "rgb" else (frames[1], frames[0])
-            calibrate(self.model, dep, self._references([ref], level)[0], level)
+            refs, deps = self._draw(cfg.batch, 1, level)
+            calibrate(self.model, deps[0], refs[0], level)
+
+    def _draw(self, b: int, length: int, level: torch.Tensor, static: torch.Tensor | None = None):
+        """Clips of ``length`` frames: (references as the decoder gets them, dependent frames).
+        ``static`` (b,) bool: those samples repeat their key frame (an unchanged scene)."""
+        if self._coded_lut is None:
+            frames = self._clips(b, length)
+        else:  # the RGB comes coded already (the pack's H.264 at the QP nearest the level's)
+            frames = list(self.sampler.clips(b, length, self._coded_lut[level]))
+        rgb_is_ref = self.model.ref_name == "rgb"
+        refs = [frames[2 * k + (0 if rgb_is_ref else 1)] for k in range(length)]
+        deps = [frames[2 * k + (1 if rgb_is_ref else 0)] for k in range(length)]
+        if static is not None and static.any():
+            keep = static.to(self.device)[:, None, None, None]
+            for seq in (refs, deps):
+                for k in range(1, len(seq)):
+                    seq[k] = torch.where(keep, seq[0], seq[k])
+        if self._coded_lut is None:
+            with torch.no_grad():
+                refs = self._references(refs, level)
+        return refs, deps
 
     def _references(self, frames: list[torch.Tensor], level: torch.Tensor) -> list[torch.Tensor]:
         if self.cfg.blank_reference:
@@ -100,22 +131,14 @@ class RTTrainer(Trainer):
         level = self._levels(b)
         lam = self.lambdas[level]
         stats: dict = {}
-        frames = self._clips(b, 1 + cfg.chain)
-        rgb_is_ref = self.model.ref_name == "rgb"
-        refs = [frames[2 * k + (0 if rgb_is_ref else 1)] for k in range(1 + cfg.chain)]
-        deps = [frames[2 * k + (1 if rgb_is_ref else 0)] for k in range(1 + cfg.chain)]
         # a share of static clips: the key frame repeated (the same picture coded again)
         static = torch.rand(b, generator=self.rng) < STATIC_SHARE
-        if static.any():
-            for seq in (refs, deps):
-                for k in range(1, len(seq)):
-                    seq[k] = torch.where(static.to(self.device)[:, None, None, None], seq[0], seq[k])
-        with torch.no_grad():
-            ref_hats = self._references(refs, level)
-        loss = self._clip_loss(ref_hats, deps, level, lam, "", stats)
-        if self.data.stills and self.step % cfg.still_every == 0:
+        refs, deps = self._draw(b, 1 + cfg.chain, level, static)
+        loss = self._clip_loss(refs, deps, level, lam, "", stats)
+        # stills have no coded references: with a pack's, they are not used
+        if self.data.stills and self._coded_lut is None and self.step % cfg.still_every == 0:
             rs, ts = self._stills(b)
-            r, x = (rs, ts) if rgb_is_ref else (ts, rs)
+            r, x = (rs, ts) if self.model.ref_name == "rgb" else (ts, rs)
             with torch.no_grad():
                 r_hat = self._references([r], level)[0]
             loss = loss + self._clip_loss([r_hat], [x], level, lam, "still_", stats)

@@ -66,7 +66,7 @@ class DeviceSampler:
     on_device = True
 
     def __init__(self, data: TrainingSet, crop: int, seed: int, device, max_gap: int = 3,
-                 downscale: float = 1.0, channels_last: bool = False):
+                 downscale: float = 1.0, channels_last: bool = False, blank_share: float | None = None):
         if not 0.0 < downscale <= 1.0:
             raise ValueError(f"--downscale must be in (0, 1], got {downscale}")
         self.device = torch.device(device)
@@ -85,6 +85,33 @@ class DeviceSampler:
         self.still = self._upload([(r[None], t[None]) for r, t in stills]) if stills else None
         self.min_seq_len = min((len(q.rgb) for q in seqs), default=0)
         self.last: dict = {}
+        # thermal-only sequences (blank reference) drawn with probability ``blank_share`` (None:
+        # every sequence alike), as CropSampler does
+        if blank_share is not None and not 0.0 <= blank_share <= 1.0:
+            raise ValueError(f"--blank-share must be in [0, 1], got {blank_share}")
+        blank = [i for i, q in enumerate(seqs) if q.blank]
+        paired = [i for i, q in enumerate(seqs) if not q.blank]
+        self.blank_share = blank_share if blank and paired else None
+        self._pools = [torch.tensor(p, dtype=torch.long, device=self.device) for p in (paired, blank)]
+        # coded references (train/coded.py): the paired sequences' RGB at each packed QP, one
+        # (QPs * frames, H, W, 3) tensor laid out like ``seq["rgb"]``; blank sequences keep theirs
+        self.coded_qps: tuple[int, ...] = ()
+        qsets = {tuple(q.coded) for q in seqs if not q.blank and q.coded}
+        if qsets:
+            if len(qsets) > 1 or any(not q.blank and not q.coded for q in seqs):
+                raise ValueError("every paired clip needs coded references at the same QPs "
+                                 f"(found {sorted(qsets)})")
+            self.coded_qps = next(iter(qsets))
+            rgb = self.seq["rgb"]
+            self.seq["coded"] = torch.cat([rgb.clone() for _ in self.coded_qps])
+            n, H, W = len(rgb), rgb.shape[1], rgb.shape[2]
+            for q, i in zip(seqs, self.seq["start"].tolist()):
+                if q.blank:
+                    continue
+                h, w = q.thermal.shape[1:3]
+                for k, qp in enumerate(self.coded_qps):
+                    a = torch.from_numpy(np.ascontiguousarray(q.coded[qp])).to(self.device)
+                    self.seq["coded"][k * n + i:k * n + i + len(a), :h, :w] = a
 
     def _upload(self, items):
         """One padded (frames, H, W, 3) and (frames, H, W) uint8 tensor, and per item its first
@@ -115,9 +142,11 @@ class DeviceSampler:
         s = float(self.rng.uniform(max(self.downscale, self.crop / store["min_side"]), 1.0))
         return min(int(round(self.crop / s)), store["min_side"])
 
-    def _gather(self, store: dict, frames: torch.Tensor, item: torch.Tensor) -> list[torch.Tensor]:
+    def _gather(self, store: dict, frames: torch.Tensor, item: torch.Tensor,
+                coded: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Crops of ``frames`` (b, L) of items ``item`` (b,): [rgb_0, th_0, rgb_1, th_1, ...] as float
-        (b, C, crop, crop) in [0, 1]."""
+        (b, C, crop, crop) in [0, 1]; with ``coded`` (b,) indexes into :attr:`coded_qps`, the RGB
+        is the coded reference at that QP."""
         b, length = frames.shape
         src = self._window(store)
         h, w = store["h"][item], store["w"][item]
@@ -130,7 +159,11 @@ class DeviceSampler:
         _, H, W = store["th"].shape
         idx = (frames[:, :, None, None] * (H * W) + rows[:, None, :, None] * W
                + cols[:, None, None, :])                                     # (b, L, src, src)
-        rgb = store["rgb"].view(-1, 3)[idx].permute(0, 1, 4, 2, 3)           # (b, L, 3, src, src)
+        if coded is None:
+            rgb = store["rgb"].view(-1, 3)[idx].permute(0, 1, 4, 2, 3)       # (b, L, 3, src, src)
+        else:
+            plane = coded[:, None, None, None] * store["th"].numel()
+            rgb = store["coded"].view(-1, 3)[idx + plane].permute(0, 1, 4, 2, 3)
         th = store["th"].view(-1)[idx].unsqueeze(2)                           # (b, L, 1, src, src)
         self.last = {"frames": frames, "y": y, "x": x, "flip": flip, "src": src}
         out = []
@@ -143,20 +176,31 @@ class DeviceSampler:
                 out.append(a.contiguous(memory_format=fmt))
         return out
 
-    def clips(self, batch: int, length: int) -> list[torch.Tensor]:
-        """``length`` frames ``gap`` apart of one sequence per sample, the same crop for all."""
+    def _items(self, batch: int) -> torch.Tensor:
+        if self.blank_share is None:
+            return torch.randint(len(self.seq["start"]), (batch,), generator=self.gen, device=self.device)
+        paired, blank = self._pools
+        pick = lambda pool: pool[self._uniform(torch.full((batch,), len(pool), device=self.device))]  # noqa: E731
+        is_blank = torch.rand(batch, generator=self.gen, device=self.device) < self.blank_share
+        return torch.where(is_blank, pick(blank), pick(paired))
+
+    def clips(self, batch: int, length: int, coded: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``length`` frames ``gap`` apart of one sequence per sample, the same crop for all
+        (``coded``: see :meth:`_gather`)."""
         if self.seq is None:
             raise ValueError("no sequences to draw clips from")
         if length > self.min_seq_len:
             raise ValueError(f"a sequence has {self.min_seq_len} frames, fewer than a clip of {length}")
+        if coded is not None and not self.coded_qps:
+            raise ValueError("the data has no coded references (make device-pack ARCH=rt)")
         s = self.seq
-        item = torch.randint(len(s["start"]), (batch,), generator=self.gen, device=self.device)
+        item = self._items(batch)
         n = s["len"][item]
         max_gap = torch.clamp((n - 1) // max(length - 1, 1), min=1, max=self.max_gap)
         gap = 1 + self._uniform(max_gap)
         t0 = self._uniform(n - (length - 1) * gap)
         frames = s["start"][item, None] + t0[:, None] + torch.arange(length, device=self.device) * gap[:, None]
-        return self._gather(s, frames, item)
+        return self._gather(s, frames, item, coded)
 
     def stills(self, batch: int) -> list[torch.Tensor]:
         if self.still is None:
@@ -256,13 +300,19 @@ def parse_schedule(text: str) -> list[tuple[str, float]]:
     return [(s, w / total) for s, w in out]
 
 
-def model_config_of(init: Path | None, default: ModelConfig) -> ModelConfig:
-    """The configuration stored in an exported model file (its safetensors metadata), else ``default``."""
+def model_config_of(init: Path | None, default: ModelConfig):
+    """The configuration stored in an exported model file (its safetensors metadata), either
+    design's, else ``default``."""
     if init is None:
         return default
     with safe_open(str(init), framework="pt") as f:
         cfg = (f.metadata() or {}).get("config")
-    return ModelConfig(**json.loads(cfg)) if cfg else default
+    if not cfg:
+        return default
+    from ..codec.zoo import ARCHS
+
+    config = json.loads(cfg)
+    return ARCHS[config.get("arch", "mmvc")][0](**config)
 
 
 @dataclass
@@ -302,7 +352,17 @@ class TimedRun:
         a = self.args
         return TrainConfig(stage=stage, steps=1 << 40, batch=a.batch, crop=a.crop, lr=a.lr,
                            warmup=a.warmup, still_every=a.still_every, chain=a.chain,
-                           downscale=a.downscale, seed=a.seed + i, threads=a.threads, model=self.mcfg)
+                           downscale=a.downscale, seed=a.seed + i, threads=a.threads, model=self.mcfg,
+                           reference_codecs=self.reference_codecs, blank_share=a.blank_share)
+
+    @property
+    def rt(self) -> bool:
+        return self.mcfg.to_dict().get("arch") == "rt"
+
+    @property
+    def reference_codecs(self) -> tuple:
+        # the real-time codec trains on the pack's H.264-coded references; the first design on its own
+        return ("h264",) if self.rt else ("learned",)
 
     def _meta(self, complete: bool) -> dict:
         a = self.args
@@ -315,8 +375,11 @@ class TimedRun:
                 "train": {"stage": "+".join(s for s, _ in self.schedule), "schedule": a.schedule,
                           "batch": a.batch, "crop": a.crop, "lr": a.lr, "decay_at": round(1 - a.decay_share, 4),
                           "warmup": a.warmup, "chain": a.chain, "still_every": a.still_every,
-                          "downscale": a.downscale, "seed": a.seed, "reference_codecs": ["learned"],
-                          "blank_reference": False, "model": self.mcfg.to_dict()},
+                          "downscale": a.downscale, "seed": a.seed,
+                          "reference_codecs": list(self.reference_codecs), "blank_reference": False,
+                          "model": self.mcfg.to_dict(),
+                          **({"blank_share": a.blank_share, "coded_qps": list(self.sampler.coded_qps)}
+                             if self.rt else {})},
                 "stages": [g.entry() for g in self.logs], "data": self.data_note}
 
     def save(self, complete: bool = False) -> dict:
@@ -366,7 +429,10 @@ class TimedRun:
             acc += w
             ends.append(t_train + acc * budget)
         for i, ((stage, _), end) in enumerate(zip(self.schedule, ends)):
-            tr = Trainer(self._cfg(stage, i), self.sampler.data, self.out, device=self.device,
+            trainer_cls = Trainer
+            if self.rt:
+                from .rt import RTTrainer as trainer_cls
+            tr = trainer_cls(self._cfg(stage, i), self.sampler.data, self.out, device=self.device,
                          init_weights=a.init if self.model is None else None, model=self.model,
                          sampler=self.sampler, amp=a.amp, sync_free=True, resume=False)
             if self.model is None:
@@ -423,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chain", type=int, default=1, help="predicted frames per sample (stages video, all)")
     ap.add_argument("--still-every", type=int, default=4)
     ap.add_argument("--downscale", type=float, default=1.0)
+    ap.add_argument("--blank-share", type=float, default=0.25,
+                    help="real-time codec: share of clips from thermal-only sequences (default 0.25)")
     ap.add_argument("--amp", default="bf16", choices=list(AMP), help="autocast of the transforms (default bf16)")
     ap.add_argument("--channels-last", action="store_true", help="channels-last tensors (cuDNN's fast layout)")
     ap.add_argument("--limit", type=int, default=None, help="at most N frames per clip / folder")
@@ -459,8 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         data = load_training_set([Path(p) for p in args.data], limit=args.limit, decoder=args.video_decoder)
         init = Path(args.init) if args.init else None
         mcfg = model_config_of(init, ModelConfig(N=args.N, M=args.M))
+        rt = mcfg.to_dict().get("arch") == "rt"
+        if rt and any(st != "all" for st, _ in schedule):
+            raise ValueError("the real-time codec trains as one part: --schedule all:1")
         sampler = DeviceSampler(data, args.crop, args.seed, device, downscale=args.downscale,
-                                channels_last=args.channels_last)
+                                channels_last=args.channels_last, blank_share=args.blank_share if rt else None)
+        if rt and not sampler.coded_qps:
+            raise ValueError("the real-time codec needs coded references in the data "
+                             "(make device-pack ARCH=rt packs them)")
         if any(s in ("video", "all") for s, _ in schedule) and sampler.min_seq_len < 1 + args.chain:
             raise ValueError(f"--chain {args.chain} needs sequences of {1 + args.chain} frames or more")
         note = (f"{data.describe()} from {', '.join(str(p) for p in args.data)}"

@@ -59,6 +59,7 @@ class TrainConfig:
     still_every: int = 4         # every n-th step also trains key frames on still pairs
     chain: int = 1               # predicted frames after each key frame in one training sample
     downscale: float = 1.0       # crops come from windows up to 1/downscale larger, shrunk (1 = off)
+    blank_share: float = 0.25    # share of clips drawn from thermal-only sequences (blank reference)
     # stages dep, video: how the reference the dependent codec sees is coded, cycled step by step
     # ("learned": this model's reference codec; "h264"/"h265": decoded by libavcodec at the level's QP)
     reference_codecs: tuple = ("learned",)
@@ -134,7 +135,8 @@ class Trainer:
             raise ValueError(f"unknown reference codec(s) {bad}; use learned, h264, h265")
         if any(c != "learned" for c in cfg.reference_codecs) and cfg.stage not in ("dep", "video") and not rt:
             raise ValueError("standard-codec references train stages dep and video only")
-        if any(c != "learned" for c in cfg.reference_codecs) and not importlib.util.find_spec("av"):
+        if (any(c != "learned" for c in cfg.reference_codecs) and not importlib.util.find_spec("av")
+                and not getattr(sampler, "coded_qps", ())):   # a pack's coded references need no PyAV
             raise ValueError("--reference-codec h264/h265 needs PyAV (av), which is not installed here")
         if cfg.stage in ("video", "all") and not data.sequences:
             raise ValueError(f"stage {cfg.stage!r} needs sequences or paired videos in the data")
@@ -169,7 +171,8 @@ class Trainer:
         self.opt = torch.optim.Adam(params, lr=cfg.lr, fused=sync_free or None)
         self.aux_opt = torch.optim.Adam(aux, lr=1e-3, fused=sync_free or None)
         self.sampler = sampler if sampler is not None else CropSampler(data, cfg.crop, cfg.seed,
-                                                                       downscale=cfg.downscale)
+                                                                       downscale=cfg.downscale,
+                                                                       blank_share=cfg.blank_share)
         if self.amp is not None:
             self._entropy_models_in_fp32()
         self.step = 0
