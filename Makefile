@@ -62,7 +62,8 @@ clean:
 	rm -rf build install log
 
 # device/ (git-ignored): the CompressAI wheels and as much training data as fits beside the working
-# tree in the 64 MiB that travels to the lent GPU machine (docs/training.md, "One-shot GPU run")
+# tree in the 64 MiB that travels to the lent GPU machine (docs/training.md, "One-shot GPU run");
+# ARCH=rt packs for the real-time codec (its RGB coded by H.264 here: the GPU machine has no encoder)
 PACK_ARGS ?=
 .PHONY: device-pack
 device-pack:
