@@ -88,6 +88,15 @@ def test_stale_pair_clock_reset_and_stamp_gap(model):
     assert [read_header(r.packet).frame_index for r in (first, second, nxt, reset, after, gap)] == list(range(6))
 
 
+@pytest.mark.parametrize("last,stamp,step", [
+    (None, 5, "first"), (10, 10, "same"), (10, 11, "next"), (0, 10**9, "next"), (0, 10**9 + 1, "jump"),
+    (10**9, 1, "back"), (10**9, 0, "reset"), (5 * 10**9, 0, "reset")])
+def test_one_stamp_rule_for_the_stream_and_the_session(last, stamp, step):
+    from mm_compress_ros.codec.stream import stamp_step
+
+    assert stamp_step(last, stamp, 10**9) == step
+
+
 def test_input_change_unsupported_input_bad_data_and_key_requests(model):
     enc = PairEncoder(model, quality=3, gop=100)
     enc.encode(*messages(0, T0))

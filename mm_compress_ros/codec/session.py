@@ -32,10 +32,8 @@ import numpy as np
 
 from ..io.encoded_frame import input_frames, unsupported_encodings
 from ..io.ros_image import stamp_to_ns
-from .stream import StreamEncoder
+from .stream import MAX_GAP_NS, StreamEncoder, stamp_step
 from .zoo import LoadedModel
-
-MAX_GAP_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -103,12 +101,13 @@ class PairEncoder:
     def _stamp_note(self, stamp: int) -> Note | None:
         """What a pair's capture stamp says against the last encoded pair's (None: nothing)."""
         last = self._last_stamp
-        if last is None or 0 < stamp - last <= self.max_gap_ns:
+        step = stamp_step(last, stamp, self.max_gap_ns)
+        if step in ("first", "next"):
             return None
-        if stamp > last:
+        if step == "jump":
             return Note("stamp_jump", f"capture stamps jumped {(stamp - last) / 1e9:.1f} s ahead of the last "
                                       "encoded pair: key frame")
-        if last - stamp >= self.max_gap_ns:
+        if step == "reset":
             return Note("clock_reset", f"capture stamps went back {(last - stamp) / 1e9:.1f} s (clock reset?): "
                                        "stream restarted with a key frame")
         return Note("stale", f"capture stamps went back {(last - stamp) / 1e6:.0f} ms: pair not newer than "

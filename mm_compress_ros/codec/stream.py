@@ -66,6 +66,25 @@ class DecodedPair:
     header: PacketHeader
 
 
+MAX_GAP_NS = 1_000_000_000   # capture stamps further apart than this (1 s) end the GOP
+
+
+def stamp_step(last: int | None, stamp: int, max_gap_ns: int = MAX_GAP_NS) -> str:
+    """How a frame's capture stamp follows the last coded one's: ``first`` (none before),
+    ``next`` (0 < step <= max_gap_ns), ``same``, ``jump`` (ahead by more), ``back`` (behind by less
+    than max_gap_ns) or ``reset`` (behind by max_gap_ns or more: a clock reset). The one rule of
+    :class:`StreamEncoder` (a key frame after ``jump``, ``back`` or ``reset``) and of the
+    encoding session (which also skips ``same`` and ``back`` pairs as stale)."""
+    if last is None:
+        return "first"
+    d = stamp - last
+    if d == 0:
+        return "same"
+    if d > 0:
+        return "next" if d <= max_gap_ns else "jump"
+    return "back" if -d < max_gap_ns else "reset"
+
+
 def _thermal_format(th: np.ndarray, requested: str | None) -> str:
     if requested:
         want16 = requested in SIXTEEN_BIT
@@ -115,7 +134,7 @@ class StreamEncoder:
     """
 
     def __init__(self, model: LoadedModel, quality: int | None = None, gop: int = 10, stream_id: int | None = None,
-                 max_gap_ns: int = 1_000_000_000, reference_codec: str = "learned", encoder: str = "auto",
+                 max_gap_ns: int = MAX_GAP_NS, reference_codec: str = "learned", encoder: str = "auto",
                  target_kbps: float = 0.0, fps: float = 10.0):
         quality = model.default_quality if quality is None else quality
         if not 1 <= quality <= model.levels:
@@ -206,7 +225,7 @@ class StreamEncoder:
         _check_inputs(rgb, thermal)
         if stamp_ns is not None:
             last, self._last_stamp = self._last_stamp, stamp_ns
-            if last is not None and not 0 <= stamp_ns - last <= self.max_gap_ns:
+            if stamp_step(last, stamp_ns, self.max_gap_ns) in ("jump", "back", "reset"):
                 force_key = True
         if rgb_format not in ("rgb8", "bgr8"):
             raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
