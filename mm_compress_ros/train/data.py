@@ -8,7 +8,9 @@ Layouts understood (all with matching file names between the two modalities):
 * frame-sequence folders: ``<root>/<seq>/{rgb,thermal}/NNNN.png`` (M3SVD sequences);
 * KAIST multispectral sequences: ``<root>/setXX/VXXX/{visible,lwir}/IXXXXX.jpg``;
 * paired videos: ``<root>/<clip>/{rgb,thermal}.mp4`` (M3SVD videos), decoded with PyAV, or with
-  OpenCV's FFmpeg where PyAV is missing (the lent GPU machine): the same frames either way;
+  OpenCV's FFmpeg where PyAV is missing (the lent GPU machine): the same frames either way; with
+  ``rgb_h264_qp<QP>.h264`` beside them (or instead of ``rgb.mp4``), the RGB coded by H.264 at those
+  QPs (:mod:`.coded`, the real-time codec's GPU pack), held in ``Sequence.coded``;
 * thermal-only videos: ``<root>/<clip>/thermal.mp4`` (M3SVD thermal clips). Their RGB side is the
   blank reference (a constant grey image, no memory): they teach the dependent codec to code
   thermal when the other camera says nothing, which is also what the cross-modal gain is

@@ -55,13 +55,15 @@ DEFAULT_SCHEDULE = "ref:1,dep:2,video:1"
 class DeviceSampler:
     """Random aligned crops drawn on the device from frames held there as uint8.
 
-    The same draws as :class:`.data.CropSampler` (a sequence uniformly, a gap of 1..``max_gap``
-    frames, a window, a horizontal flip; ``downscale``: a larger window shrunk by area averaging,
-    one scale per batch here), made with a device generator and one gather per batch. Frames of
+    The same draws as :class:`.data.CropSampler` (a sequence uniformly, or thermal-only ones at
+    ``blank_share``; a gap of 1..``max_gap`` frames, a window, a horizontal flip; ``downscale``: a
+    larger window shrunk by area averaging, one scale per batch here), made with a device generator and one gather per batch. Frames of
     different sizes are padded into one tensor and each draw stays inside its own frame. Stills
     smaller than the crop are left out (``dropped_stills``); sequences smaller than it are refused.
     ``data`` is the training set as used (those stills left out). ``last`` holds the latest
-    batch's draws (frame indices, rows, columns, flips, window size) for checks."""
+    batch's draws (frame indices, rows, columns, flips, window size) for checks. Paired clips
+    with coded references (:mod:`.coded`) also give the RGB as coded at a QP of
+    :attr:`coded_qps` (``clips(..., coded=...)``)."""
 
     on_device = True
 
@@ -104,7 +106,7 @@ class DeviceSampler:
             self.coded_qps = next(iter(qsets))
             rgb = self.seq["rgb"]
             self.seq["coded"] = torch.cat([rgb.clone() for _ in self.coded_qps])
-            n, H, W = len(rgb), rgb.shape[1], rgb.shape[2]
+            n = len(rgb)
             for q, i in zip(seqs, self.seq["start"].tolist()):
                 if q.blank:
                     continue
