@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -35,7 +34,7 @@ for p in (REPO, REPO / "benchmarks"):
 from mm_compress_ros.errors import CliError  # noqa: E402
 from mm_compress_ros.eval import anchors as anc  # noqa: E402
 from mm_compress_ros.eval.report import (MODALITIES, TARGET_PSNR, _json_safe, add_setting_options,  # noqa: E402
-                                         anchor_settings, evaluate, plot, render_markdown)
+                                         anchor_settings, cpu_name, evaluate, plot, render_markdown)
 
 # Orientation numbers quoted in issue 5 (bpp at 35 dB on m3svd_seq, measured earlier by others).
 ISSUE_ORIENTATION = {
@@ -52,16 +51,6 @@ def strip_frames(result: dict) -> dict:
             for m in MODALITIES:
                 p[m].pop("frames", None)
     return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str, seconds: float,

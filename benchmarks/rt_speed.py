@@ -67,6 +67,7 @@ from mm_compress_ros.codec.rtcodec import RTConfig, RTDependentCodec  # noqa: E4
 from mm_compress_ros.codec.stream import CODEC_THREADS  # noqa: E402
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402
 from mm_compress_ros.eval.metrics import psnr  # noqa: E402
+from mm_compress_ros.eval.report import cpu_name  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences, parse_crop  # noqa: E402
 
 MARK_BEGIN, MARK_END = "<!-- rt_speed:begin -->", "<!-- rt_speed:end -->"
@@ -78,16 +79,6 @@ WEIGHTS_NOTE = ("Speed does not depend on the weights except through how many la
 
 
 # -- machine ------------------------------------------------------------------------------------
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def machine() -> dict:
     import av

@@ -26,6 +26,17 @@ from . import anchors as anc
 from .bdrate import BDError, bd_psnr, bd_rate, rate_at
 from .metrics import bpp, ms_ssim, msssim_db, psnr
 
+
+def cpu_name() -> str:
+    """The processor's model name (for the record of a measurement)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 MODALITIES = ("thermal", "rgb")
 REFERENCE = "x265-intra"
 MODES = {"image": 1, "video": None}   # our codec: image mode = all key frames; video = --gop
