@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..io.frames import FrameSourceError, IMAGE_EXTS, iter_video, read_rgb, read_thermal
+from .coded import coded_files, read_coded
 
 PAIR_DIRS = [("rgb", "thermal"), ("vi", "ir"), ("visible", "infrared")]
 
@@ -203,15 +204,11 @@ def read_video(path: Path, gray: bool, limit: int | None = None, stride: int = 1
 
 def _paired_clip(d: Path) -> bool:
     """A paired clip: ``thermal.mp4`` with ``rgb.mp4`` or coded references (train/coded.py)."""
-    from .coded import coded_files
-
     return (d / "thermal.mp4").is_file() and ((d / "rgb.mp4").is_file() or bool(coded_files(d)))
 
 
 def load_video_pairs(root: Path, limit: int | None = None, stride: int = 1,
                      decoder: str = "auto") -> list[Sequence]:
-    from .coded import coded_files, read_coded
-
     seqs = []
     clips = sorted(p for p in root.iterdir() if p.is_dir() and _paired_clip(p))
     for d in tqdm(clips, desc=f"videos {root.name}", leave=False):
