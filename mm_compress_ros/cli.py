@@ -39,18 +39,17 @@ def cmd_encode(args) -> None:
     from tqdm import tqdm
 
     from .codec.stream import StreamEncoder
+    from .codec.zoo import encoding_model
     from .io.frames import count_frames, iter_pairs
 
-    if args.model is None and not args.weights:
-        from .codec.zoo import default_model
-
-        args.model = default_model(args.reference_codec)
-    model = _load(args)
     if args.target_kbps < 0 or args.fps <= 0:
         raise CliError("--target-kbps must be >= 0 and --fps positive")
+    model = encoding_model(args.reference_codec, args.thermal_codec, args.model, args.direction, args.device,
+                           args.weights)
     try:
         enc = StreamEncoder(model, quality=args.quality, gop=args.gop, reference_codec=args.reference_codec,
-                            encoder=args.encoder, target_kbps=args.target_kbps, fps=args.fps)
+                            encoder=args.encoder, target_kbps=args.target_kbps, fps=args.fps,
+                            thermal_codec=args.thermal_codec, reconstruct=bool(args.recon))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     n = count_frames(args.rgb)
@@ -74,9 +73,10 @@ def cmd_encode(args) -> None:
     tmp.replace(out)
     dt = time.perf_counter() - t0
     print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
-                      "seconds": round(dt, 2), "model": model.name, "direction": model.direction,
+                      "seconds": round(dt, 2), "model": enc.model_id or None,
+                      "direction": model.direction if model is not None else None,
                       "quality": enc.quality, "gop": args.gop, "profile": enc.profile,
-                      "reference_codec": args.reference_codec, "fps": args.fps,
+                      "reference_codec": args.reference_codec, "thermal_codec": args.thermal_codec, "fps": args.fps,
                       "kbps": round(total * 8 / max(enc.frame_index, 1) * args.fps / 1000, 1),
                       "reference_encoder": enc.reference.encoder_name}))
 
@@ -100,16 +100,13 @@ def cmd_decode(args) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"no such stream file: {path}")
-    if args.model is None or args.direction is None:   # the model the stream's first packet names
-        from .codec.packet import read_header
-        from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL
+    from .codec.packet import read_header
+    from .codec.zoo import decoding_model
 
-        with open(path, "rb") as f:
-            first = next(iter_stream(f), None)
-        h = read_header(first) if first else None
-        args.model = args.model or (h.model_id if h and not args.weights else DEFAULT_HYBRID_MODEL)
-        args.direction = args.direction or (h.direction if h else DEFAULT_DIRECTION)
-    model = _load(args)
+    with open(path, "rb") as f:
+        first = next(iter_stream(f), None)
+    model = decoding_model(read_header(first) if first else None, args.model, args.direction, args.device,
+                           args.weights)
     dec = StreamDecoder(model)
     out = Path(args.out)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
@@ -126,7 +123,7 @@ def cmd_decode(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from .codec.packet import iter_stream, read_packet
+    from .codec.packet import NO_MAX_ERROR, iter_stream, read_packet
 
     path = Path(args.file)
     if not path.is_file():
@@ -137,7 +134,10 @@ def cmd_info(args) -> None:
             h, sections = read_packet(pkt)
             split = h.modality_bytes()
             frames.append({"index": h.frame_index, "type": h.frame_type_name, "bytes": len(pkt),
-                           "rgb_bytes": split["rgb"], "thermal_bytes": split["thermal"],
+                           "rgb_bytes": split["rgb"], "thermal_bytes": split["thermal"], "level": h.quality,
+                           "rgb_qp": h.reference_qp if h.reference_codec != "learned" else None,
+                           "thermal_qp": h.thermal_qp if h.thermal_codec in ("h264", "h265") else None,
+                           "thermal_max_error": None if h.thermal_max_error == NO_MAX_ERROR else h.thermal_max_error,
                            "sections": dict(zip((f"{r}_{n}" for r, n in h.layout), h.section_lengths))})
     if not frames:
         raise CliError(f"{path} holds no packets")
@@ -145,12 +145,17 @@ def cmd_info(args) -> None:
     print(json.dumps({
         "file": str(path), "model": h0.model_id, "weights": h0.model_hash.hex(), "direction": h0.direction,
         "quality": h0.quality, "profile": h0.profile, "reference_codec": h0.reference_codec,
+        "thermal_codec": h0.thermal_codec,
         "rgb": {"width": h0.rgb_size[1], "height": h0.rgb_size[0], "format": h0.rgb_format},
         "thermal": {"width": h0.thermal_size[1], "height": h0.thermal_size[0], "format": h0.thermal_format},
         "frames": frames, "total_bytes": sum(fr["bytes"] for fr in frames),
         "rgb_bytes": sum(fr["rgb_bytes"] for fr in frames),
         "thermal_bytes": sum(fr["thermal_bytes"] for fr in frames),
         "key_frames": sum(fr["type"] == "key" for fr in frames),
+        # the largest thermal error of any frame (thermal's own units: 16-bit counts for mono16), as the
+        # encoder measured it; 0 is exact (lossless); None where it was not measured
+        "thermal_max_error": max((fr["thermal_max_error"] for fr in frames if fr["thermal_max_error"] is not None),
+                                 default=None),
     }, indent=1 if args.pretty else None))
 
 
@@ -275,15 +280,19 @@ def _model_args(p, from_stream: bool = False, by_profile: bool = False):
 
 
 def reference_args(p) -> None:
-    """--reference-codec and --encoder (encode, bag encode)."""
-    from .codec.packet import REFERENCE_CODECS
-    from .codec.reference import DEFAULT_REFERENCE_CODEC
+    """--reference-codec, --thermal-codec, --encoder and --target-kbps (encode, bag encode)."""
+    from .codec.packet import REFERENCE_CODECS, THERMAL_CODECS
+    from .codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
     from .codec.videocodec import ENCODERS
 
     p.add_argument("--reference-codec", default=DEFAULT_REFERENCE_CODEC, choices=list(REFERENCE_CODECS),
-                   help="how the reference modality (RGB) is coded: h264/h265 (hybrid profile: a standard "
-                        "low-delay stream any player decodes) or learned (fully learned profile); "
-                        f"default {DEFAULT_REFERENCE_CODEC}")
+                   help="how the reference modality (RGB) is coded: h264/h265 (a standard low-delay stream "
+                        f"any player decodes) or learned (fully learned profile); default {DEFAULT_REFERENCE_CODEC}")
+    p.add_argument("--thermal-codec", default=DEFAULT_THERMAL_CODEC, choices=list(THERMAL_CODECS),
+                   help="how thermal is coded: learned (the model, given the decoded RGB: hybrid profile), "
+                        "h264/h265 (a standard stream of its own; 16-bit thermal: h265 at 12 bits, counts come "
+                        "back as 16-bit) or lossless (every value exact, 16-bit too): the standard profile, "
+                        f"no model; default {DEFAULT_THERMAL_CODEC}")
     p.add_argument("--encoder", default="auto", choices=list(ENCODERS),
                    help="h264/h265 encoder: auto (NVENC when present, else libx264/libx265), software, nvenc")
     p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS",

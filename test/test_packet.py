@@ -94,8 +94,45 @@ def test_every_error_is_a_packet_error_and_a_value_error():
 def test_a_packet_of_another_format_version_is_refused_naming_both_versions():
     data = bytearray(P.write_packet(_header(), SECTIONS))
     data[4] = 1
-    with pytest.raises(P.UnsupportedVersion, match=r"version 1 is not supported .*reads version 2"):
+    with pytest.raises(P.UnsupportedVersion, match=r"version 1 is not supported .*reads versions 2, 3"):
         P.read_packet(bytes(data))
+
+
+def _as_version2(data: bytes) -> bytes:
+    """The same packet as a version-2 writer (no thermal-layer fields) wrote it."""
+    body = bytearray(data[:-4])
+    del body[64:68]           # thermal codec, thermal QP, thermal max error (after the reference QP at 63)
+    body[4] = 2
+    body[8:12] = struct.pack("<I", len(body) + 4)
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def test_version_2_packets_are_still_read_as_a_learned_thermal_layer():
+    v3 = P.write_packet(_header(reference_codec="h264", reference_qp=30, frame_type=P.FRAME_PREDICTED),
+                        [b"au" * 9, b"y" * 5, b"z"])
+    h, sections = P.read_packet(_as_version2(v3))
+    assert h.version == 2 and h.thermal_codec == "learned" and h.thermal_max_error == P.NO_MAX_ERROR
+    assert sections == [b"au" * 9, b"y" * 5, b"z"] and h.reference_qp == 30 and h.profile == "hybrid"
+
+
+@pytest.mark.parametrize("thermal", ["h264", "h265", "lossless"])
+def test_standard_thermal_packet_round_trip_and_layout(thermal):
+    secs = [b"\x00\x00\x00\x01" + b"r" * 200, b"\x00\x00\x00\x01" + b"t" * 50]
+    for ftype in (P.FRAME_KEY, P.FRAME_PREDICTED):
+        data = P.write_packet(_header(reference_codec="h264", reference_qp=30, thermal_codec=thermal, thermal_qp=29,
+                                      thermal_max_error=17, model_id="", model_hash=bytes(8), frame_type=ftype), secs)
+        h, sections = P.read_packet(data)
+        assert sections == secs and h.profile == "standard" and not h.needs_model
+        assert (h.thermal_codec, h.thermal_qp, h.thermal_max_error) == (thermal, 29, 17)
+        assert [n for _, n in h.layout] == ["video", "lossless" if thermal == "lossless" else "video"]
+        split = h.modality_bytes()
+        assert split["rgb"] + split["thermal"] == len(data) and split["thermal"] > 54
+    # a learned RGB layer with a standard thermal layer is no profile: refused, named
+    bad = bytearray(P.write_packet(_header(reference_codec="h264", thermal_codec=thermal), secs))
+    bad[62] = P.REFERENCE_CODECS["learned"]
+    body = bytes(bad[:-4])
+    with pytest.raises(P.CorruptPacket, match="not a profile"):
+        P.read_packet(body + struct.pack("<I", zlib.crc32(body)))
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])

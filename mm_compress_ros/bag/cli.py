@@ -15,23 +15,20 @@ from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 
 
 def cmd_bag_encode(args) -> None:
-    from ..codec.zoo import default_model, load_model
+    from ..codec.zoo import encoding_model
     from .transcode import encode_bag
 
     if args.gop < 1:
         raise BagError("--gop must be at least 1")
     if not args.slop > 0 or args.queue_size < 1:
         raise BagError("--slop must be positive and --queue-size at least 1")
-    if args.model is None and not args.weights:
-        args.model = default_model(args.reference_codec)
-    model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
-    if args.quality is not None and not 1 <= args.quality <= model.levels:
-        raise BagError(f"--quality must be 1..{model.levels} for model {model.model_id}")
+    model = encoding_model(args.reference_codec, args.thermal_codec, args.model, args.direction, args.device,
+                           args.weights)
     res = encode_bag(args.inp, args.out, args.rgb_topic, args.thermal_topic, model=model,
                      quality=args.quality, gop=args.gop, storage=args.storage,
                      encoded_topic=args.encoded_topic, slop=args.slop, queue_size=args.queue_size,
                      quiet=args.quiet, reference_codec=args.reference_codec, encoder=args.encoder,
-                     target_kbps=args.target_kbps)
+                     target_kbps=args.target_kbps, thermal_codec=args.thermal_codec)
     print(json.dumps(res))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..codec.reference import DEFAULT_REFERENCE_CODEC
 from ..io.encoded_frame import decoded_image, encoded_frame
 from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, stamp_to_ns, to_rgb
 from ..ros.synchronizer import ApproximateTimeSynchronizer
@@ -56,9 +57,11 @@ class EncodeStats:
 def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int | None = None, gop: int = 10,
                storage: str = "mcap", encoded_topic: str = DEFAULT_ENCODED_TOPIC,
                slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False,
-               reference_codec: str = "learned", encoder: str = "auto", target_kbps: float = 0.0) -> dict:
+               reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto", target_kbps: float = 0.0,
+               thermal_codec: str = "learned") -> dict:
     """Raw-image bag ``inp`` -> compressed bag ``out``. ``model`` is a loaded model
-    (:func:`mm_compress_ros.codec.zoo.load_model`); ``reference_codec`` picks the profile."""
+    (:func:`mm_compress_ros.codec.zoo.encoding_model`; None for the standard profile);
+    ``reference_codec`` and ``thermal_codec`` pick the profile."""
     from ..codec.session import PairEncoder
 
     if rgb_topic == thermal_topic:
@@ -67,8 +70,11 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
     EncodedFrame = store.types[ENCODED_FRAME]
     if target_kbps < 0:
         raise BagError("--target-kbps must be >= 0")
-    pairs = PairEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
-                        target_kbps=target_kbps)
+    try:
+        pairs = PairEncoder(model, quality=quality, gop=gop, reference_codec=reference_codec, encoder=encoder,
+                            target_kbps=target_kbps, thermal_codec=thermal_codec, reconstruct=False)
+    except ValueError as exc:
+        raise BagError(str(exc)) from None
     quality = pairs.stream.quality   # the model's default when none was given
     st = EncodeStats()
     t0 = time.perf_counter()
@@ -84,9 +90,11 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
             copies = {c.id: w.add_copy(c) for c in reader.connections if c.id not in image_ids}
             enc_conn = w.add_typed(encoded_topic, ENCODED_FRAME)
             for k, v in (("rgb_topic", rgb_topic), ("thermal_topic", thermal_topic),
-                         ("encoded_topic", encoded_topic), ("model", model.model_id),
-                         ("direction", model.direction), ("weights_sha256", model.sha256),
+                         ("encoded_topic", encoded_topic), ("model", pairs.stream.model_id),
+                         ("direction", model.direction if model else ""),
+                         ("weights_sha256", model.sha256 if model else ""),
                          ("quality", quality), ("gop", gop), ("reference_codec", reference_codec),
+                         ("thermal_codec", thermal_codec),
                          ("source_bag", Path(inp).name)):
                 w.set_custom(META + k, v)
             bar = _progress(reader.message_count, "bag encode", quiet)
@@ -137,8 +145,8 @@ def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: 
             "copied_messages": st.copied, "raw_image_bytes": st.raw_image_bytes,
             "encoded_bytes": st.encoded_bytes, "packet_bytes": st.packet_bytes,
             "ratio": round(st.raw_image_bytes / max(st.encoded_bytes, 1), 2),
-            "model": model.model_id, "weights_sha256": model.sha256[:16], "quality": quality, "gop": gop,
-            "reference_codec": reference_codec, "encoded_topic": encoded_topic, "storage": storage, "seconds": round(st.seconds, 2)}
+            "model": pairs.stream.model_id or None, "weights_sha256": model.sha256[:16] if model else None,
+            "quality": quality, "gop": gop, "reference_codec": reference_codec, "thermal_codec": thermal_codec, "encoded_topic": encoded_topic, "storage": storage, "seconds": round(st.seconds, 2)}
 
 
 # -- decode --------------------------------------------------------------------------------------
@@ -182,11 +190,9 @@ class _Model:
         if self.decoder is None:
             from ..codec.packet import read_header
             from ..codec.stream import StreamDecoder
-            from ..codec.zoo import load_model
+            from ..codec.zoo import decoding_model
 
-            h = read_header(packet)
-            model = load_model(self.name or h.model_id, direction=h.direction, device=self.device,
-                               path=self.weights)
+            model = decoding_model(read_header(packet), self.name, None, self.device, self.weights)
             self.decoder = StreamDecoder(model)
         return self.decoder
 

@@ -12,7 +12,8 @@ import zlib
 from dataclasses import dataclass, field
 
 MAGIC = b"MMCP"
-VERSION = 2
+VERSION = 3
+READABLE_VERSIONS = (2, 3)   # version 2 (no thermal-layer fields: thermal always learned) is still read
 
 FRAME_KEY = 0
 FRAME_PREDICTED = 1
@@ -24,25 +25,45 @@ THERMAL_FORMATS = {"mono8": 0, "mono16": 1, "16UC1": 2, "8UC1": 3}
 SIXTEEN_BIT = ("mono16", "16UC1")
 # how the reference modality is coded: this model's learned reference codec, or a standard video codec
 REFERENCE_CODECS = {"learned": 0, "h264": 1, "h265": 2}
-PROFILES = {"learned": "learned", "h264": "hybrid", "h265": "hybrid"}
+# how the dependent (thermal) modality is coded: the model's dependent codec given the decoded
+# reference, a standard low-delay video stream of its own, or losslessly (16-bit kept exact)
+THERMAL_CODECS = {"learned": 0, "h264": 1, "h265": 2, "lossless": 3}
+STANDARD_THERMAL = ("h264", "h265", "lossless")
+NO_MAX_ERROR = 0xFFFF   # thermal max error field: not measured
+
+
+def profile_name(reference_codec: str, thermal_codec: str = "learned") -> str:
+    """``learned`` (both by the model), ``hybrid`` (RGB standard, thermal by the model given it) or
+    ``standard`` (both standard streams: no model at all)."""
+    if reference_codec == "learned":
+        return "learned"
+    return "hybrid" if thermal_codec == "learned" else "standard"
+
 
 # The sections of a packet, in order, as (role, name); role "ref" or "dep" is the reference or the
-# dependent modality (RGB / thermal for thermal_given_rgb). "video" is one Annex B access unit.
+# dependent modality (RGB / thermal for thermal_given_rgb). "video" is one Annex B access unit,
+# "lossless" one self-contained lossless picture (codec/lossless.py).
 SECTION_LAYOUT = {
-    ("learned", "key"): (("ref", "y"), ("ref", "z"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
-    ("learned", "predicted"): (("ref", "y"), ("ref", "z"), ("dep", "y"), ("dep", "z")),
-    ("video", "key"): (("ref", "video"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
-    ("video", "predicted"): (("ref", "video"), ("dep", "y"), ("dep", "z")),
+    ("learned", "learned", "key"): (("ref", "y"), ("ref", "z"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
+    ("learned", "learned", "predicted"): (("ref", "y"), ("ref", "z"), ("dep", "y"), ("dep", "z")),
+    ("video", "learned", "key"): (("ref", "video"), ("dep", "align"), ("dep", "y"), ("dep", "z")),
+    ("video", "learned", "predicted"): (("ref", "video"), ("dep", "y"), ("dep", "z")),
+    ("video", "video", "key"): (("ref", "video"), ("dep", "video")),
+    ("video", "video", "predicted"): (("ref", "video"), ("dep", "video")),
+    ("video", "lossless", "key"): (("ref", "video"), ("dep", "lossless")),
+    ("video", "lossless", "predicted"): (("ref", "video"), ("dep", "lossless")),
 }
 
 # magic, version, frame type, direction, quality, total length, stream id, frame index,
 # model hash (8 bytes), model id (16 bytes ASCII), rgb w, h, format, thermal w, h, format,
 # thermal lo, hi (16-bit range), entropy index digests (reference, dependent), reference codec,
-# reference QP (standard codecs; 0 for the learned one), number of sections
-_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHBBB")
+# reference QP (standard codecs; 0 for the learned one), [version 3: thermal codec, thermal QP,
+# thermal max error], number of sections
+_HEAD = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHBBBBHB")
+_HEAD_V2 = struct.Struct("<4sBBBBIIIQ16sHHBHHBHHHHBBB")
 _CRC = struct.Struct("<I")
 _LEN = struct.Struct("<I")
-MIN_PACKET = _HEAD.size + _CRC.size
+MIN_PACKET = _HEAD_V2.size + _CRC.size   # the smallest header a decoder reads
 PREFIX = 12  # bytes needed to know a packet's total length (magic .. total length)
 
 
@@ -105,6 +126,10 @@ class PacketHeader:
     index_digests: tuple[int, int] = (0, 0)  # see ConditionalCodec.index_digest
     reference_codec: str = "learned"
     reference_qp: int = 0
+    thermal_codec: str = "learned"
+    thermal_qp: int = 0                # the standard thermal codec's QP (0: learned or lossless)
+    thermal_max_error: int = NO_MAX_ERROR   # largest |decoded - input| thermal value the encoder saw
+    version: int = VERSION
     section_lengths: list[int] = field(default_factory=list)
     total_length: int = 0
 
@@ -114,12 +139,17 @@ class PacketHeader:
 
     @property
     def profile(self) -> str:
-        return PROFILES[self.reference_codec]
+        return profile_name(self.reference_codec, self.thermal_codec)
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether decoding takes a learned model (the one ``model_id`` / ``model_hash`` name)."""
+        return self.reference_codec == "learned" or self.thermal_codec == "learned"
 
     @property
     def layout(self) -> tuple[tuple[str, str], ...]:
         """The (role, name) of each section of this packet (see :data:`SECTION_LAYOUT`)."""
-        return section_layout(self.reference_codec, self.frame_type_name)
+        return section_layout(self.reference_codec, self.frame_type_name, self.thermal_codec)
 
     def modality_bytes(self) -> dict[str, int]:
         """Bytes per modality (``rgb``, ``thermal``): each modality's sections plus the header,
@@ -134,8 +164,14 @@ class PacketHeader:
         return {"rgb": ref, "thermal": dep} if self.direction == "thermal_given_rgb" else {"rgb": dep, "thermal": ref}
 
 
-def section_layout(reference_codec: str, frame_type: str) -> tuple[tuple[str, str], ...]:
-    return SECTION_LAYOUT[("learned" if reference_codec == "learned" else "video", frame_type)]
+def _kind(codec: str) -> str:
+    return codec if codec in ("learned", "lossless") else "video"
+
+
+def section_layout(reference_codec: str, frame_type: str,
+                   thermal_codec: str = "learned") -> tuple[tuple[str, str], ...] | None:
+    """The sections of such a packet; None for a combination no encoder writes."""
+    return SECTION_LAYOUT.get((_kind(reference_codec), _kind(thermal_codec), frame_type))
 
 
 def _inv(d: dict) -> dict:
@@ -157,7 +193,8 @@ def write_packet(h: PacketHeader, sections: list[bytes]) -> bytes:
         h.rgb_size[1], h.rgb_size[0], RGB_FORMATS[h.rgb_format],
         h.thermal_size[1], h.thermal_size[0], THERMAL_FORMATS[h.thermal_format],
         h.thermal_range[0], h.thermal_range[1], h.index_digests[0], h.index_digests[1],
-        REFERENCE_CODECS[h.reference_codec], h.reference_qp, len(sections),
+        REFERENCE_CODECS[h.reference_codec], h.reference_qp, THERMAL_CODECS[h.thermal_codec], h.thermal_qp,
+        h.thermal_max_error, len(sections),
     )
     body = head + lens + b"".join(sections)
     return body + _CRC.pack(zlib.crc32(body))
@@ -169,9 +206,10 @@ def packet_length(prefix: bytes, limits: Limits = Limits()) -> int:
         raise TruncatedPacket(f"packet truncated: {len(prefix)} bytes, need at least {PREFIX}")
     if prefix[:4] != MAGIC:
         raise BadMagic(f"not an mm_compress_ros packet (magic {prefix[:4]!r}, expected {MAGIC!r})")
-    if prefix[4] != VERSION:
-        raise UnsupportedVersion(f"packet format version {prefix[4]} is not supported (this decoder reads version "
-                                 f"{VERSION}); re-encode the stream or use the release that wrote it")
+    if prefix[4] not in READABLE_VERSIONS:
+        raise UnsupportedVersion(f"packet format version {prefix[4]} is not supported (this decoder reads versions "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))}); re-encode the stream or use the "
+                                 "release that wrote it")
     total = _LEN.unpack_from(prefix, 8)[0]
     if total > limits.max_packet_bytes:
         raise LimitExceeded(f"packet claims {total} bytes, above the limit of {limits.max_packet_bytes}")
@@ -183,10 +221,17 @@ def packet_length(prefix: bytes, limits: Limits = Limits()) -> int:
 def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
     """Parses and validates the fixed header and section table (no CRC check, no payload)."""
     total = packet_length(data, limits)
-    if len(data) < _HEAD.size:
-        raise TruncatedPacket(f"packet truncated: {len(data)} bytes, header needs {_HEAD.size}")
-    (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
-     lo, hi, dig_ref, dig_dep, rcodec, rqp, nsec) = _HEAD.unpack_from(data)
+    version = data[4]
+    head = _HEAD if version == VERSION else _HEAD_V2
+    if len(data) < head.size:
+        raise TruncatedPacket(f"packet truncated: {len(data)} bytes, header needs {head.size}")
+    if version == VERSION:
+        (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
+         lo, hi, dig_ref, dig_dep, rcodec, rqp, tcodec, tqp, terr, nsec) = head.unpack_from(data)
+    else:
+        (_, _, ftype, direction, quality, _, stream_id, index, mhash, mid, rw, rh, rf, tw, th, tf,
+         lo, hi, dig_ref, dig_dep, rcodec, rqp, nsec) = head.unpack_from(data)
+        tcodec, tqp, terr = THERMAL_CODECS["learned"], 0, NO_MAX_ERROR
     if ftype not in FRAME_TYPES:
         raise CorruptPacket(f"unknown frame type {ftype}")
     if direction not in _inv(DIRECTION_CODES):
@@ -199,15 +244,21 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
                                 f"(1..{limits.max_width} x 1..{limits.max_height})")
     if rcodec not in _inv(REFERENCE_CODECS):
         raise CorruptPacket(f"unknown reference codec code {rcodec}")
-    expected = len(section_layout(_inv(REFERENCE_CODECS)[rcodec], FRAME_TYPES[ftype]))
+    if tcodec not in _inv(THERMAL_CODECS):
+        raise CorruptPacket(f"unknown thermal codec code {tcodec}")
+    layout = section_layout(_inv(REFERENCE_CODECS)[rcodec], FRAME_TYPES[ftype], _inv(THERMAL_CODECS)[tcodec])
+    if layout is None:
+        raise CorruptPacket(f"reference codec {_inv(REFERENCE_CODECS)[rcodec]} with thermal codec "
+                            f"{_inv(THERMAL_CODECS)[tcodec]} is not a profile")
+    expected = len(layout)
     if nsec != expected:
         raise CorruptPacket(f"{FRAME_TYPES[ftype]} frame has {nsec} sections, expected {expected}")
     if nsec > limits.max_sections:
         raise CorruptPacket(f"packet has {nsec} sections (1..{limits.max_sections} allowed)")
-    table_end = _HEAD.size + nsec * _LEN.size
+    table_end = head.size + nsec * _LEN.size
     if len(data) < table_end:
         raise TruncatedPacket(f"packet truncated in its section table ({len(data)} bytes)")
-    lens = [_LEN.unpack_from(data, _HEAD.size + i * _LEN.size)[0] for i in range(nsec)]
+    lens = [_LEN.unpack_from(data, head.size + i * _LEN.size)[0] for i in range(nsec)]
     if table_end + sum(lens) + _CRC.size != total:
         raise CorruptPacket("section lengths do not add up to the packet length")
     try:
@@ -220,6 +271,7 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
         model_id=model_id, rgb_size=(rh, rw), rgb_format=_inv(RGB_FORMATS)[rf],
         thermal_size=(th, tw), thermal_format=_inv(THERMAL_FORMATS)[tf], thermal_range=(lo, hi),
         index_digests=(dig_ref, dig_dep), reference_codec=_inv(REFERENCE_CODECS)[rcodec], reference_qp=rqp,
+        thermal_codec=_inv(THERMAL_CODECS)[tcodec], thermal_qp=tqp, thermal_max_error=terr, version=version,
         section_lengths=lens, total_length=total,
     )
 
@@ -235,7 +287,7 @@ def read_packet(data: bytes, limits: Limits = Limits()) -> tuple[PacketHeader, l
     (crc,) = _CRC.unpack_from(data, h.total_length - _CRC.size)
     if zlib.crc32(body) != crc:
         raise CorruptPacket("CRC32 mismatch: the packet is corrupt")
-    pos = _HEAD.size + len(h.section_lengths) * _LEN.size
+    pos = (_HEAD if h.version == VERSION else _HEAD_V2).size + len(h.section_lengths) * _LEN.size
     sections = []
     for n in h.section_lengths:
         sections.append(bytes(body[pos: pos + n]))

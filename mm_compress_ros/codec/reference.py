@@ -32,6 +32,10 @@ QP_FIRST, QP_LAST = 37, 22
 # the profile the command line, the nodes and `make demo` use unless told otherwise (the measured
 # winner on m3svd_seq, docs/results.md)
 DEFAULT_REFERENCE_CODEC = "h264"
+DEFAULT_THERMAL_CODEC = "learned"
+# quality levels of a stream coded without a learned model (both layers standard): the same knob
+# as the real-time model's 64 levels, so a level means the same QPs in either profile
+STANDARD_LEVELS = 64
 
 
 def reference_qp(level: float, levels: int) -> int:
@@ -46,9 +50,10 @@ def reference_qp(level: float, levels: int) -> int:
 class CodedReference:
     sections: list[bytes]
     digest: int
-    x_hat: torch.Tensor                 # (1, C, H', W') in [0, 1], padded like the input
+    x_hat: torch.Tensor | None          # (1, C, H', W') in [0, 1], padded like the input (None: no model)
     stages: list[torch.Tensor] | None   # decoder-stage features (key frames only)
     qp: int = 0
+    image: np.ndarray | None = None     # a standard codec's decoded picture (uint8)
 
 
 class LearnedReference:
@@ -77,11 +82,14 @@ class LearnedReference:
 
 
 class VideoReference:
-    """H.264 / H.265 reference (one section: an Annex B access unit)."""
+    """H.264 / H.265 reference (one section: an Annex B access unit). ``net`` is None in the
+    standard profile (no learned layer): the decoded picture is then only an image, and the encoder
+    decodes its own access units only when ``local_decode`` (a reconstruction is wanted)."""
 
-    def __init__(self, net: MultiModalCodec, codec: str, encoder: str = "auto"):
+    def __init__(self, net: MultiModalCodec | None, codec: str, encoder: str = "auto"):
         self.net, self.codec, self.encoder_choice = net, codec, encoder
-        self.channels = 3 if net.ref_name == "rgb" else 1
+        self.channels = 3 if net is None or net.ref_name == "rgb" else 1
+        self.local_decode = True
         self._enc: LowDelayEncoder | None = None
         self._dec = VideoDecoder(codec)   # the encoder's own decoder: the reference the receiver gets
 
@@ -96,9 +104,12 @@ class VideoReference:
         """The reference both ends hold: libavcodec's decode of ``data`` (one access unit)."""
         if key:
             self._dec.reset()   # every key frame starts a fresh decoder: nothing carries over
-        x_hat = to_tensor(self._dec.decode(data, size, self.channels), level.device)
+        pic = self._dec.decode(data, size, self.channels)
+        if self.net is None:
+            return CodedReference([data], 0, None, None, qp, pic)
+        x_hat = to_tensor(pic, level.device)
         stages = self.net.reference_stages(x_hat, level) if key else None
-        return CodedReference([data], 0, x_hat, stages, qp)
+        return CodedReference([data], 0, x_hat, stages, qp, pic)
 
     def encode(self, image: np.ndarray, x, key: bool, prev_ref, level: torch.Tensor, qp: int) -> CodedReference:
         """``x`` is unused (None): the standard codec takes the 8-bit ``image`` itself."""
@@ -106,16 +117,21 @@ class VideoReference:
             raise ValueError(f"the {self.codec} reference layer codes 8-bit frames, got {image.dtype}")
         if self._enc is None:
             self._enc = LowDelayEncoder(self.codec, self.encoder_choice)
-        return self._picture(self._enc.encode(image, qp, key), image.shape[:2], key, level, qp)
+        data = self._enc.encode(image, qp, key)
+        if not self.local_decode and self.net is None:
+            return CodedReference([data], 0, None, None, qp)
+        return self._picture(data, image.shape[:2], key, level, qp)
 
     def decode(self, sections, size, padded_size, key: bool, prev_ref, level: torch.Tensor,
                digest: int | None, qp: int) -> CodedReference:
         return self._picture(sections[0], size, key, level, qp)
 
 
-def make_reference(net: MultiModalCodec, codec: str, encoder: str = "auto"):
+def make_reference(net: MultiModalCodec | None, codec: str, encoder: str = "auto"):
     """The reference coder for a packet's or a user's ``reference_codec``."""
     if codec == "learned":
+        if net is None:
+            raise ValueError("the learned reference codec needs a learned model (for example mmvc)")
         return LearnedReference(net)
     if codec in CODECS:
         return VideoReference(net, codec, encoder)

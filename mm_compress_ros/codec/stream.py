@@ -19,13 +19,16 @@ import torch
 
 from .imaging import from_tensor, padded, to_tensor  # noqa: F401 (re-exported)
 from .multimodal import Decoded
-from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, PROFILES, REFERENCE_CODECS, SIXTEEN_BIT,
-                     CorruptPacket, EntropyMismatch, Limits, ModelMismatch, PacketError, PacketHeader,
-                     read_packet, write_packet)
+from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFERENCE_CODECS, SIXTEEN_BIT,
+                     STANDARD_THERMAL, THERMAL_CODECS, CorruptPacket, EntropyMismatch, Limits, ModelMismatch,
+                     PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
-from .reference import make_reference, reference_qp
+from .reference import DEFAULT_REFERENCE_CODEC, STANDARD_LEVELS, make_reference, reference_qp
+from .thermal import fits, make_thermal, thermal_range
 from .videocodec import VideoCodecError
-from .zoo import LoadedModel, has_learned_reference
+from .zoo import DEFAULT_DIRECTION, LoadedModel, has_learned_reference
+
+NO_MODEL_HASH = bytes(8)   # the weights hash of a stream coded without a learned model
 
 
 # PyTorch picks different CPU kernels by thread count (for example THNN for a batch-1 1x1
@@ -66,23 +69,86 @@ class DecodedPair:
     header: PacketHeader
 
 
-MAX_GAP_NS = 1_000_000_000   # capture stamps further apart than this (1 s) end the GOP
+MAX_GAP_NS = 1_000_000_000   # the least gap that ends a GOP: a step of up to 1 s never does
+GAP_FACTOR = 3               # above that: a step of more than 3 frame intervals of the stream
+RHYTHM_WINDOW = 8            # the frame interval: the median of the last 8 steps forward
 
 
-def stamp_step(last: int | None, stamp: int, max_gap_ns: int = MAX_GAP_NS) -> str:
+def stamp_step(last: int | None, stamp: int, max_gap_ns: int | None = MAX_GAP_NS) -> str:
     """How a frame's capture stamp follows the last coded one's: ``first`` (none before),
     ``next`` (0 < step <= max_gap_ns), ``same``, ``jump`` (ahead by more), ``back`` (behind by less
-    than max_gap_ns) or ``reset`` (behind by max_gap_ns or more: a clock reset). The one rule of
-    :class:`StreamEncoder` (a key frame after ``jump``, ``back`` or ``reset``) and of the
-    encoding session (which also skips ``same`` and ``back`` pairs as stale)."""
+    than max_gap_ns) or ``reset`` (behind by max_gap_ns or more: a clock reset); ``max_gap_ns``
+    None: no limit (never ``jump`` or ``reset``). The rule of :class:`StampRhythm`, which gives it
+    the stream's own gap (a key frame after ``jump``, ``back`` or ``reset``; the encoding session
+    also skips ``same`` and ``back`` pairs as stale)."""
     if last is None:
         return "first"
     d = stamp - last
     if d == 0:
         return "same"
+    if max_gap_ns is None:
+        return "next" if d > 0 else "back"
     if d > 0:
         return "next" if d <= max_gap_ns else "jump"
     return "back" if -d < max_gap_ns else "reset"
+
+
+class StampRhythm:
+    """Capture stamps against the stream's own rhythm: the one rule of :class:`StreamEncoder` and
+    of the encoding session (:class:`~.session.PairEncoder`) for when a gap ends the GOP.
+
+    The gap is ``max_gap_ns`` when given (a fixed gap), else ``GAP_FACTOR`` (3) times the stream's
+    frame interval (the median of its last ``RHYTHM_WINDOW`` steps forward, gaps included, so
+    one pause does not move it and a stream that slows down for good is learnt within a few
+    frames), and never less than ``MAX_GAP_NS`` (1 s). Before a step is measured (the stream's
+    second frame, the first after a clock reset) the interval is taken as 1 s: a gap of 3 s.
+    So a 10 or 30 Hz stream ends its GOP after 1 s without frames (as a fixed 1 s gap did), a
+    camera throttled to 1 Hz codes predicted frames (its GOP ends after more than 3 s without
+    frames), a bag paused 10 s at 10 Hz or a clock going back more than the gap still brings
+    a key frame.
+
+    :meth:`step` classifies a stamp (:func:`stamp_step` with :attr:`gap_ns`) and takes it as
+    coded; :meth:`classify` and :meth:`accept` are its two halves, for a caller that may skip
+    the frame in between (a stale pair is classified, never accepted)."""
+
+    def __init__(self, max_gap_ns: int | None = None):
+        if max_gap_ns is not None and max_gap_ns <= 0:
+            raise ValueError(f"max_gap_ns must be positive (or None: by the stream's rhythm), got {max_gap_ns}")
+        self.max_gap_ns = None if max_gap_ns is None else int(max_gap_ns)
+        self.last: int | None = None      # stamp of the last frame taken as coded
+        self._steps: list[int] = []       # the last RHYTHM_WINDOW steps forward (ns)
+
+    @property
+    def interval_ns(self) -> int | None:
+        """The stream's frame interval (median of the recent steps forward), None before one."""
+        return sorted(self._steps)[len(self._steps) // 2] if self._steps else None
+
+    @property
+    def gap_ns(self) -> int:
+        """A step forward longer than this is a ``jump``; one back as long or longer a ``reset``."""
+        if self.max_gap_ns is not None:
+            return self.max_gap_ns
+        interval = self.interval_ns
+        return max(MAX_GAP_NS, GAP_FACTOR * (MAX_GAP_NS if interval is None else interval))
+
+    def classify(self, stamp: int) -> str:
+        """:func:`stamp_step` of ``stamp`` after the last accepted one; changes nothing."""
+        return stamp_step(self.last, int(stamp), self.gap_ns)
+
+    def accept(self, stamp: int, kind: str | None = None) -> str:
+        """Takes ``stamp`` as coded (``kind``: its :meth:`classify`, when known) and returns the kind."""
+        stamp = int(stamp)
+        kind = self.classify(stamp) if kind is None else kind
+        if kind in ("next", "jump"):
+            self._steps = [*self._steps, stamp - self.last][-RHYTHM_WINDOW:]
+        elif kind == "reset":   # a new clock: its rhythm is measured again
+            self._steps = []
+        self.last = stamp
+        return kind
+
+    def step(self, stamp: int) -> str:
+        """:meth:`classify` and :meth:`accept` in one: for a coder that codes every frame it sees."""
+        return self.accept(stamp)
 
 
 def _thermal_format(th: np.ndarray, requested: str | None) -> str:
@@ -107,10 +173,11 @@ def _check_inputs(rgb: np.ndarray, thermal: np.ndarray) -> None:
 
 
 class _Modalities:
-    """Maps (rgb, thermal) to (reference, dependent) for the model's direction and back."""
+    """Maps (rgb, thermal) to (reference, dependent) for the model's direction and back (no model:
+    RGB is the reference, as in every standard-profile stream)."""
 
-    def __init__(self, model: LoadedModel):
-        self.rgb_is_ref = model.net.ref_name == "rgb"
+    def __init__(self, model: LoadedModel | None):
+        self.rgb_is_ref = model is None or model.net.ref_name == "rgb"
 
     def split(self, rgb, th):
         return (rgb, th) if self.rgb_is_ref else (th, rgb)
@@ -119,47 +186,88 @@ class _Modalities:
         return (ref, dep) if self.rgb_is_ref else (dep, ref)
 
 
+@dataclass
+class _Pictures:
+    """The decoded pictures of a standard-profile pair (no learned layer, no tensors)."""
+
+    rgb: np.ndarray | None     # None where the encoder skipped its local RGB decode
+    thermal: np.ndarray
+
+
+def check_profile(reference_codec: str, thermal_codec: str) -> None:
+    """Raises ValueError (one line) for a combination of layers that is not a profile."""
+    if reference_codec not in REFERENCE_CODECS:
+        raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
+    if thermal_codec not in THERMAL_CODECS:
+        raise ValueError(f"unknown thermal codec {thermal_codec!r}; use one of {sorted(THERMAL_CODECS)}")
+    if reference_codec == "learned" and thermal_codec != "learned":
+        raise ValueError(f"thermal codec {thermal_codec} needs a standard RGB layer: use reference codec h264 or h265 "
+                         "(the learned profile codes both cameras with the model)")
+
+
 class StreamEncoder:
     """Codes frame pairs into packets.
 
-    ``reference_codec`` picks how the reference modality is coded: ``learned`` (the model's own
-    reference codec: the fully learned profile) or ``h264`` / ``h265`` (the hybrid profile, with
-    ``encoder`` auto|software|nvenc; see :mod:`.reference`). The dependent modality is always
-    coded by the model, given the decoded reference.
+    ``reference_codec`` picks how the reference modality (RGB) is coded: ``learned`` (the model's
+    own reference codec: the fully learned profile) or ``h264`` / ``h265`` (with ``encoder``
+    auto|software|nvenc; see :mod:`.reference`). ``thermal_codec`` picks how thermal is coded:
+    ``learned`` (the model's dependent codec given the decoded reference: the hybrid profile) or a
+    standard layer of its own, ``h264``, ``h265`` or ``lossless`` (the standard profile,
+    :mod:`.thermal`; ``model`` is then None and unused).
 
     A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
-    input size or pixel format changes, and when capture stamps (``stamp_ns`` of :meth:`encode`)
-    jump forward by more than ``max_gap_ns`` or go backwards: after such a gap the previous frame
-    is a poor (or wrong) temporal reference. Both layers' key frames coincide.
+    input size or pixel format changes, when 16-bit thermal leaves the value range its GOP codes,
+    and when capture stamps (``stamp_ns`` of :meth:`encode`) jump forward by more than
+    ``max_gap_ns`` or go backwards: after such a gap the previous frame is a poor (or wrong)
+    temporal reference. Both layers' key frames coincide. ``last_key_reason`` says why the last key
+    frame was sent.
+
+    ``reconstruct`` False lets a standard-profile encoder skip decoding its own RGB access units
+    (nothing conditions on them there); :meth:`last_pair` then has no RGB picture.
     """
 
-    def __init__(self, model: LoadedModel, quality: int | None = None, gop: int = 10, stream_id: int | None = None,
-                 max_gap_ns: int = MAX_GAP_NS, reference_codec: str = "learned", encoder: str = "auto",
-                 target_kbps: float = 0.0, fps: float = 10.0):
-        quality = model.default_quality if quality is None else quality
-        if not 1 <= quality <= model.levels:
-            raise ValueError(f"quality must be 1..{model.levels}, got {quality}")
+    def __init__(self, model: LoadedModel | None, quality: int | None = None, gop: int = 10,
+                 stream_id: int | None = None, max_gap_ns: int = MAX_GAP_NS,
+                 reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto",
+                 target_kbps: float = 0.0, fps: float = 10.0, thermal_codec: str = "learned",
+                 reconstruct: bool = True):
+        check_profile(reference_codec, thermal_codec)
+        self.thermal_codec = thermal_codec
+        standard = thermal_codec in STANDARD_THERMAL
+        if standard:
+            model = None
+        elif model is None:
+            raise ValueError(f"the {profile_name(reference_codec, thermal_codec)} profile needs a learned model")
+        self.levels = model.levels if model is not None else STANDARD_LEVELS
+        if quality is None:
+            quality = model.default_quality if model is not None else (STANDARD_LEVELS + 1) // 2
+        if not 1 <= quality <= self.levels:
+            raise ValueError(f"quality must be 1..{self.levels}, got {quality}")
         if gop < 1:
             raise ValueError(f"gop must be >= 1, got {gop}")
-        if reference_codec not in REFERENCE_CODECS:
-            raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
         self.model, self.quality, self.gop = model, quality, gop
         # target-bitrate mode (kbit/s of the pair): the controller moves the quality knob of both
         # layers at every key frame; ``fps`` is the frame rate until capture stamps tell it
-        self.rate = RateController(1000.0 * target_kbps, model.levels, fps, start=quality) if target_kbps else None
+        self.rate = RateController(1000.0 * target_kbps, self.levels, fps, start=quality) if target_kbps else None
         self._fps = fps
         self._pending = None            # (quality, target_kbps) of set_rate, applied at the next key frame
         if reference_codec == "learned" and not has_learned_reference(model.net):
             raise ValueError(f"model {model.name!r} codes only the dependent modality (hybrid profile); "
                              f"use reference_codec h264 or h265, or a fully learned model such as mmvc")
         self.reference_codec = reference_codec
-        self.reference = make_reference(model.net, reference_codec, encoder)
+        self.reference = make_reference(model.net if model is not None else None, reference_codec, encoder)
+        self.thermal = make_thermal(thermal_codec, encoder) if standard else None
+        if standard and not reconstruct:
+            self.reference.local_decode = False
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
         self._mod = _Modalities(model)
-        self._level = torch.tensor([quality - 1], device=model.device)
+        self._device = model.device if model is not None else torch.device("cpu")
+        self._level = torch.tensor([quality - 1], device=self._device)
         self.frame_index = 0
         self.last_frame_type: str | None = None
-        self._prev: Decoded | None = None
+        self.last_key_reason: str | None = None
+        self._prev: Decoded | _Pictures | None = None
+        self._header: PacketHeader | None = None
         self._since_key = 0
         self._force_key = True
         self._signature = None
@@ -169,16 +277,25 @@ class StreamEncoder:
 
     @property
     def last_decoded(self) -> Decoded | None:
-        """The encoder's own reconstruction of the last pair (its temporal context)."""
-        return self._prev
+        """The encoder's own reconstruction of the last pair (its temporal context; learned layers)."""
+        return self._prev if isinstance(self._prev, Decoded) else None
 
     @property
     def profile(self) -> str:
-        return PROFILES[self.reference_codec]
+        return profile_name(self.reference_codec, self.thermal_codec)
+
+    @property
+    def model_id(self) -> str:
+        """The model the packets name ("" in the standard profile: no model)."""
+        return self.model.model_id if self.model is not None else ""
 
     def last_pair(self) -> DecodedPair | None:
         """The images a decoder outputs for the last packet (the encoder's own reconstruction)."""
-        return None if self._prev is None else _pair(self._mod, self._prev, self._header)
+        if self._prev is None:
+            return None
+        if isinstance(self._prev, _Pictures):
+            return _picture_pair(self._prev, self._header)
+        return _pair(self._mod, self._prev, self._header)
 
     def request_key_frame(self) -> None:
         self._force_key = True
@@ -186,8 +303,8 @@ class StreamEncoder:
     def set_rate(self, quality: int | None = None, target_kbps: float | None = None) -> None:
         """Changes the quality level and/or the target bitrate (kbit/s of the pair; 0 = constant
         quality) from the next key frame on (any thread; the GOP in progress keeps its settings)."""
-        if quality is not None and not 1 <= quality <= self.model.levels:
-            raise ValueError(f"quality must be 1..{self.model.levels}, got {quality}")
+        if quality is not None and not 1 <= quality <= self.levels:
+            raise ValueError(f"quality must be 1..{self.levels}, got {quality}")
         if target_kbps is not None and target_kbps < 0:
             raise ValueError(f"target bitrate must be >= 0 kbit/s, got {target_kbps}")
         self._pending = (quality, target_kbps)
@@ -203,18 +320,26 @@ class StreamEncoder:
                 self.rate.x = float(quality)
         if target_kbps is not None:
             fps = self.rate.fps if self.rate is not None else self._fps
-            self.rate = (RateController(1000.0 * target_kbps, self.model.levels, fps, start=self.quality)
+            self.rate = (RateController(1000.0 * target_kbps, self.levels, fps, start=self.quality)
                          if target_kbps > 0 else None)
-        self._level = torch.tensor([self.quality - 1], device=self.model.device)
+        self._level = torch.tensor([self.quality - 1], device=self._device)
 
-    def _thermal_range(self, th: np.ndarray, fmt: str, key: bool) -> tuple[int, int]:
-        if fmt not in SIXTEEN_BIT:
-            return (0, 255)
-        if key:  # a margin so that predicted frames of the GOP rarely clip
-            lo, hi = int(th.min()), int(th.max())
-            m = max((hi - lo) // 8, 16)
-            return max(lo - m, 0), min(hi + m, 65535)
-        return self._range
+    def _key_reason(self, force_key: bool, signature, thermal: np.ndarray, tfmt: str) -> str | None:
+        """Why this pair must be a key frame (None: it can be predicted). The one key-frame rule."""
+        requested, self._force_key = self._force_key, False   # a request made during encode() stays
+        if self._prev is None:
+            return "start"
+        if signature != self._signature:
+            return "input changed"
+        if force_key:
+            return "forced"
+        if requested:
+            return "requested"
+        if self._since_key >= self.gop:
+            return "gop"
+        if tfmt in SIXTEEN_BIT and not fits(thermal, self._range):
+            return "thermal range"
+        return None
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, thermal: np.ndarray, force_key: bool = False,
@@ -223,10 +348,6 @@ class StreamEncoder:
         """Codes one frame pair and returns its packet. ``rgb`` must be in RGB channel order;
         ``rgb_format`` only records how the decoder should hand it back (rgb8 or bgr8)."""
         _check_inputs(rgb, thermal)
-        if stamp_ns is not None:
-            last, self._last_stamp = self._last_stamp, stamp_ns
-            if stamp_step(last, stamp_ns, self.max_gap_ns) in ("jump", "back", "reset"):
-                force_key = True
         if rgb_format not in ("rgb8", "bgr8"):
             raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
         tfmt = _thermal_format(thermal, thermal_format)
@@ -234,62 +355,95 @@ class StreamEncoder:
         if self.reference_codec != "learned" and ref_img.dtype != np.uint8:
             raise InputError(f"the {self.reference_codec} reference layer codes 8-bit frames; "
                              f"use reference_codec learned for {tfmt} thermal as the reference")
+        if self.thermal is not None and (problem := self.thermal.check(tfmt)):
+            raise InputError(problem)
+        if stamp_ns is not None:
+            last, self._last_stamp = self._last_stamp, stamp_ns
+            if stamp_step(last, stamp_ns, self.max_gap_ns) in ("jump", "back", "reset"):
+                force_key = True
         signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
-        requested, self._force_key = self._force_key, False   # a request made during encode() stays
-        key = (force_key or requested or self._prev is None or self._since_key >= self.gop
-               or signature != self._signature)
-        lo, hi = self._thermal_range(thermal, tfmt, key)
+        reason = self._key_reason(force_key, signature, thermal, tfmt)
+        key = reason is not None
+        rng = thermal_range(thermal, tfmt, self.thermal_codec) if key else self._range
         if key:
             self._apply_pending()
         if self.rate is not None:
             if key:
                 self.rate.key_frame()
                 self.quality = self.rate.level
-                self._level = torch.tensor([self.quality - 1], device=self.model.device)
+                self._level = torch.tensor([self.quality - 1], device=self._device)
             qp = self.rate.qp
         else:
-            qp = reference_qp(self.quality, self.model.levels)
-        dev = self.model.device
-        learned = self.reference_codec == "learned"   # only the learned reference takes a tensor
-        ref, dep = self._mod.split(to_tensor(rgb, dev) if learned or not self._mod.rgb_is_ref else None,
-                                   to_tensor(thermal, dev, lo, hi) if learned or self._mod.rgb_is_ref else None)
-        net, level = self.model.net, self._level
+            qp = reference_qp(self.quality, self.levels)
         try:
-            with codec_threads(dev, net.exact):
-                cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, qp)
-                d_str, d_dig, dep_hat, dep_state = net.compress_dep(
-                    cr.x_hat, cr.stages, dep, level, None if key else self._prev.dep_state)
+            if self.thermal is not None:
+                sections, digests, tqp, max_error, decoded = self._encode_standard(rgb, thermal, tfmt, key, qp, rng)
+            else:
+                sections, digests, max_error, decoded = self._encode_learned(rgb, thermal, tfmt, key, qp, rng)
+                tqp = 0
         except BaseException:
             # nothing was sent, but a standard codec's state may have moved on: restart with a key frame
             self._force_key = True
             raise
         header = PacketHeader(
-            frame_type=FRAME_KEY if key else FRAME_PREDICTED, direction=self.model.direction,
+            frame_type=FRAME_KEY if key else FRAME_PREDICTED,
+            direction=self.model.direction if self.model is not None else DEFAULT_DIRECTION,
             quality=self.quality, stream_id=self.stream_id, frame_index=self.frame_index,
-            model_hash=self.model.hash8, model_id=self.model.model_id,
+            model_hash=self.model.hash8 if self.model is not None else NO_MODEL_HASH, model_id=self.model_id,
             rgb_size=rgb.shape[:2], rgb_format=rgb_format, thermal_size=thermal.shape[:2],
-            thermal_format=tfmt, thermal_range=(lo, hi), index_digests=(cr.digest, d_dig),
-            reference_codec=self.reference_codec, reference_qp=cr.qp,
+            thermal_format=tfmt, thermal_range=rng, index_digests=digests,
+            reference_codec=self.reference_codec, reference_qp=qp if self.reference_codec != "learned" else 0,
+            thermal_codec=self.thermal_codec, thermal_qp=tqp, thermal_max_error=min(max_error, NO_MAX_ERROR),
         )
-        packet = write_packet(header, [*cr.sections, *d_str])
+        packet = write_packet(header, sections)
         if self.rate is not None:
             self.rate.frame_coded(8 * len(packet), stamp_ns)
         self._header = header
-        self._prev, self._signature, self._range = Decoded(cr.x_hat, dep_hat, dep_state), signature, (lo, hi)
+        self._prev, self._signature, self._range = decoded, signature, rng
         self._since_key = 1 if key else self._since_key + 1
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
         self.last_frame_type = FRAME_TYPES[header.frame_type]
+        if key:
+            self.last_key_reason = reason
         return packet
+
+    def _encode_standard(self, rgb, thermal, tfmt, key, qp, rng):
+        """Both cameras as standard streams: RGB by the reference layer, thermal by its own."""
+        cr = self.reference.encode(rgb, None, key, None, None, qp)
+        tqp = qp if self.thermal_codec != "lossless" else 0
+        ct = self.thermal.encode(thermal, tfmt, key, tqp, rng)
+        return [*cr.sections, *ct.sections], (0, 0), tqp, ct.max_error, _Pictures(cr.image, ct.image)
+
+    def _encode_learned(self, rgb, thermal, tfmt, key, qp, rng):
+        """The dependent modality by the model, given the decoded reference."""
+        lo, hi = rng
+        dev = self._device
+        learned = self.reference_codec == "learned"   # only the learned reference takes a tensor
+        ref_img, _ = self._mod.split(rgb, thermal)
+        ref, dep = self._mod.split(to_tensor(rgb, dev) if learned or not self._mod.rgb_is_ref else None,
+                                   to_tensor(thermal, dev, lo, hi) if learned or self._mod.rgb_is_ref else None)
+        net, level = self.model.net, self._level
+        with codec_threads(dev, net.exact):
+            cr = self.reference.encode(ref_img, ref, key, None if key else self._prev.ref, level, qp)
+            d_str, d_dig, dep_hat, dep_state = net.compress_dep(
+                cr.x_hat, cr.stages, dep, level, None if key else self._prev.dep_state)
+        max_error = NO_MAX_ERROR
+        if self._mod.rgb_is_ref:   # thermal is the dependent: the largest error the decoder will show
+            th_hat = from_tensor(dep_hat, thermal.shape, thermal.dtype, lo, hi)
+            max_error = int(np.abs(th_hat.astype(np.int32) - thermal.astype(np.int32)).max())
+        return [*cr.sections, *d_str], (cr.digest, d_dig), max_error, Decoded(cr.x_hat, dep_hat, dep_state)
 
 
 class StreamDecoder:
-    """Decodes packets of either profile (the reference codec is read from each packet)."""
+    """Decodes packets of every profile (the reference and thermal codecs are read from each packet).
 
-    def __init__(self, model: LoadedModel, limits: Limits = Limits()):
+    ``model`` decodes the learned layers; a standard-profile stream needs none (``model`` None)."""
+
+    def __init__(self, model: LoadedModel | None, limits: Limits = Limits()):
         self.model, self.limits = model, limits
-        self._mod = _Modalities(model)
         self._references: dict[str, object] = {}
-        self._prev: Decoded | None = None
+        self._thermals: dict[str, object] = {}
+        self._prev: Decoded | _Pictures | None = None
         self._last: PacketHeader | None = None
         self.dropped = 0        # predicted frames received but not output (their reference is missing)
         self.lost = 0           # frame indexes never received (gaps in the sequence)
@@ -301,15 +455,26 @@ class StreamDecoder:
 
     def reset(self) -> None:
         self._prev = self._last = None
-        for r in self._references.values():
+        for r in (*self._references.values(), *self._thermals.values()):
             r.reset()
 
-    def _reference(self, codec: str):
-        if codec not in self._references:
-            self._references[codec] = make_reference(self.model.net, codec)
-        return self._references[codec]
+    def _reference(self, codec: str, standard: bool):
+        key = (codec, standard)
+        if key not in self._references:
+            self._references[key] = make_reference(None if standard else self.model.net, codec)
+        return self._references[key]
+
+    def _thermal(self, codec: str):
+        if codec not in self._thermals:
+            self._thermals[codec] = make_thermal(codec)
+        return self._thermals[codec]
 
     def _check_model(self, h: PacketHeader) -> None:
+        if not h.needs_model:
+            return
+        if self.model is None:
+            raise ModelMismatch(f"stream was made with model {h.model_id!r} ({h.direction}); this decoder has "
+                                "no learned model")
         if h.model_hash != self.model.hash8 or h.direction != self.model.direction:
             raise ModelMismatch(
                 f"stream was made with model {h.model_id!r} ({h.direction}, weights {h.model_hash.hex()}), "
@@ -320,7 +485,8 @@ class StreamDecoder:
         return (last is not None and h.stream_id == last.stream_id
                 and h.frame_index == (last.frame_index + 1) & 0xFFFFFFFF
                 and h.rgb_size == last.rgb_size and h.thermal_size == last.thermal_size
-                and h.thermal_range == last.thermal_range and h.reference_codec == last.reference_codec)
+                and h.thermal_range == last.thermal_range and h.reference_codec == last.reference_codec
+                and h.thermal_codec == last.thermal_codec and h.thermal_format == last.thermal_format)
 
     @torch.inference_mode()
     def decode(self, packet: bytes) -> DecodedPair | None:
@@ -344,38 +510,65 @@ class StreamDecoder:
             self.dropped += 1
             self.reset()
             return None
-        if not 1 <= h.quality <= self.model.levels:
+        levels = self.model.levels if h.needs_model else STANDARD_LEVELS
+        if not 1 <= h.quality <= levels:
             self.reset()
-            raise ModelMismatch(f"quality {h.quality} is not a level of this model (1..{self.model.levels})")
-        net, dev = self.model.net, self.model.device
-        level = torch.tensor([h.quality - 1], device=dev)
-        ref_size, dep_size = self._mod.split(h.rgb_size, h.thermal_size)
-        n_ref = sum(role == "ref" for role, _ in h.layout)
+            raise (ModelMismatch if h.needs_model else CorruptPacket)(
+                f"quality {h.quality} is not a level of this {'model' if h.needs_model else 'profile'} (1..{levels})")
         try:
-            with codec_threads(dev, net.exact):
-                cr = self._reference(h.reference_codec).decode(
-                    sections[:n_ref], ref_size, padded(ref_size), key, None if key else self._prev.ref,
-                    level, h.index_digests[0], h.reference_qp)
-                dep_sections, dep_pad = sections[n_ref:], padded(dep_size)
-                dep_hat, dep_state = net.decompress_dep(dep_sections, cr.x_hat, cr.stages, dep_pad, level,
-                                                        h.index_digests[1], None if key else self._prev.dep_state)
+            if h.needs_model:
+                dec, pair = self._decode_learned(h, sections, key)
+            else:
+                dec = self._decode_standard(h, sections, key)
+                pair = _picture_pair(dec, h)
         except PacketError:   # a corrupt section, or entropy indexes that differ from the encoder's
             self.reset()
             raise
         except VideoCodecError as exc:
             self.reset()
             raise CorruptPacket(str(exc)) from None
-        self._prev, self._last = Decoded(cr.x_hat, dep_hat, dep_state), h
+        self._prev, self._last = dec, h
         self.decoded += 1
-        return _pair(self._mod, self._prev, h)
+        return pair
+
+    def _decode_standard(self, h: PacketHeader, sections, key: bool) -> _Pictures:
+        cr = self._reference(h.reference_codec, True).decode(sections[:1], h.rgb_size, None, key, None, None,
+                                                             None, h.reference_qp)
+        th = self._thermal(h.thermal_codec).decode(sections[1:], h.thermal_format, h.thermal_size, key,
+                                                   h.thermal_range)
+        return _Pictures(cr.image, th)
+
+    def _decode_learned(self, h: PacketHeader, sections, key: bool):
+        net, dev = self.model.net, self.model.device
+        mod = _Modalities(self.model)
+        level = torch.tensor([h.quality - 1], device=dev)
+        ref_size, dep_size = mod.split(h.rgb_size, h.thermal_size)
+        n_ref = sum(role == "ref" for role, _ in h.layout)
+        with codec_threads(dev, net.exact):
+            cr = self._reference(h.reference_codec, False).decode(
+                sections[:n_ref], ref_size, padded(ref_size), key, None if key else self._prev.ref,
+                level, h.index_digests[0], h.reference_qp)
+            dep_sections, dep_pad = sections[n_ref:], padded(dep_size)
+            dep_hat, dep_state = net.decompress_dep(dep_sections, cr.x_hat, cr.stages, dep_pad, level,
+                                                    h.index_digests[1], None if key else self._prev.dep_state)
+        dec = Decoded(cr.x_hat, dep_hat, dep_state)
+        return dec, _pair(mod, dec, h)
 
 
 def _pair(mod: _Modalities, dec: Decoded, h: PacketHeader) -> DecodedPair:
     """The images a decoder outputs for ``dec`` (sizes, formats and 16-bit range from ``h``)."""
     rgb_t, th_t = mod.join(dec.ref, dec.dep)
     rgb = from_tensor(rgb_t, h.rgb_size)
-    if h.rgb_format == "bgr8":
-        rgb = np.ascontiguousarray(rgb[..., ::-1])
     sixteen = h.thermal_format in SIXTEEN_BIT
     th = from_tensor(th_t, h.thermal_size, np.uint16 if sixteen else np.uint8, *h.thermal_range)
+    return _output(rgb, th, h)
+
+
+def _picture_pair(pics: _Pictures, h: PacketHeader) -> DecodedPair:
+    return _output(pics.rgb, pics.thermal, h)
+
+
+def _output(rgb: np.ndarray | None, th: np.ndarray, h: PacketHeader) -> DecodedPair:
+    if rgb is not None and h.rgb_format == "bgr8":
+        rgb = np.ascontiguousarray(rgb[..., ::-1])
     return DecodedPair(rgb, th, h.frame_type_name, h.frame_index, h.rgb_format, h.thermal_format, h)

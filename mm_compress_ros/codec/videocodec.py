@@ -28,6 +28,9 @@ CODECS = {
 }
 ENCODERS = ("auto", "software", "nvenc")
 QP_RANGE = (0, 51)
+# how a frame is laid out for the encoder: ``yuv420p`` (RGB, or gray as luma with flat chroma: what
+# every player and WebCodecs decode), ``gray12le`` (4:0:0, 12-bit: radiometric thermal, x265 only)
+PIXEL_LAYOUTS = ("yuv420p", "gray12le")
 
 
 class VideoCodecError(ValueError):
@@ -144,12 +147,20 @@ class LowDelayEncoder:
     key frame.
     """
 
-    def __init__(self, codec: str, encoder: str = "auto"):
+    def __init__(self, codec: str, encoder: str = "auto", layout: str = "yuv420p"):
         if codec not in CODECS:
             raise VideoCodecError(f"unknown video codec {codec!r}; use one of {sorted(CODECS)}")
         if encoder not in ENCODERS:
             raise VideoCodecError(f"unknown encoder {encoder!r}; use one of {ENCODERS}")
-        self.codec, self.encoder = codec, encoder
+        if layout not in PIXEL_LAYOUTS:
+            raise VideoCodecError(f"unknown pixel layout {layout!r}; use one of {PIXEL_LAYOUTS}")
+        if layout == "gray12le" and codec != "h265":
+            raise VideoCodecError("12-bit coding needs h265 (libx265's 12-bit build); h264 here codes 8-bit only")
+        if layout == "gray12le":
+            encoder = "software"   # NVENC has no 12-bit 4:0:0
+            if "gray12le" not in {f.name for f in av.codec.Codec("libx265", "w").video_formats or ()}:
+                raise VideoCodecError("this FFmpeg build's libx265 has no 12-bit support (gray12le)")
+        self.codec, self.encoder, self.layout = codec, encoder, layout
         self._ctx = None
         self._key = None      # (width, height, qp) of the open context
         self._pts = 0
@@ -164,7 +175,7 @@ class LowDelayEncoder:
         for name in names:
             try:
                 ctx = av.CodecContext.create(name, "w")
-                ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+                ctx.width, ctx.height, ctx.pix_fmt = width, height, self.layout
                 ctx.time_base = Fraction(1, 1000)
                 ctx.thread_type = "SLICE"   # frame threading would hold frames back
                 ctx.options = _options(name, qp)
@@ -181,16 +192,17 @@ class LowDelayEncoder:
         raise VideoCodecError(f"cannot open the {self.codec} encoder {names[-1]}: {err}")
 
     def encode(self, img: np.ndarray, qp: int, key: bool) -> bytes:
-        """Codes one RGB (HxWx3) or gray (HxW) uint8 frame; returns its access unit."""
+        """Codes one RGB (HxWx3) or gray (HxW) uint8 frame (layout ``yuv420p``), or one HxW uint16
+        frame of 12-bit values (``gray12le``); returns its access unit."""
         if not QP_RANGE[0] <= qp <= QP_RANGE[1]:
             raise VideoCodecError(f"QP {qp} outside {QP_RANGE[0]}..{QP_RANGE[1]}")
-        y, u, v = to_yuv(img)
-        h, w = y.shape
+        planes = to_yuv(img) if self.layout == "yuv420p" else (_even(img),)
+        h, w = planes[0].shape
         if self._ctx is None or self._key != (w, h, qp):
             self._open(w, h, qp)
             key = True
-        frame = av.VideoFrame(w, h, "yuv420p")
-        for plane, data in zip(frame.planes, (y, u, v)):
+        frame = av.VideoFrame(w, h, self.layout)
+        for plane, data in zip(frame.planes, planes):
             _write_plane(plane, data)
         frame.pts = self._pts
         self._pts += 1
@@ -203,14 +215,15 @@ class LowDelayEncoder:
 
 
 def _write_plane(plane, data: np.ndarray) -> None:
-    stride = plane.line_size
+    stride = plane.line_size // data.itemsize
     h, w = data.shape
-    buf = np.frombuffer(plane, np.uint8).reshape(-1, stride)
+    buf = np.frombuffer(plane, data.dtype).reshape(-1, stride)
     buf[:h, :w] = data
 
 
-def _read_plane(plane, h: int, w: int) -> np.ndarray:
-    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w].copy()
+def _read_plane(plane, h: int, w: int, dtype=np.uint8) -> np.ndarray:
+    item = np.dtype(dtype).itemsize
+    return np.frombuffer(plane, dtype).reshape(-1, plane.line_size // item)[:h, :w].copy()
 
 
 # -- decoder ----------------------------------------------------------------------------------
@@ -228,8 +241,9 @@ class VideoDecoder:
         """Forgets all state; the next access unit must be a key frame."""
         self._ctx = None
 
-    def decode(self, data: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
-        """Returns the picture of ``data`` as RGB (channels 3) or gray (1) uint8 of ``size`` (H, W)."""
+    def decode(self, data: bytes, size: tuple[int, int], channels: int, layout: str = "yuv420p") -> np.ndarray:
+        """Returns the picture of ``data`` as RGB (channels 3) or gray (1) uint8 of ``size`` (H, W);
+        with ``layout`` gray12le, the 12-bit 4:0:0 picture as HxW uint16."""
         if self._ctx is None:
             self._ctx = av.CodecContext.create(CODECS[self.codec][2], "r")
             self._ctx.thread_type = "SLICE"
@@ -242,10 +256,13 @@ class VideoDecoder:
             self.reset()
             raise VideoCodecError(f"{self.codec} access unit gave {len(frames)} pictures, expected 1")
         f = frames[0]
-        if f.format.name != "yuv420p" or f.height < size[0] or f.width < size[1]:
+        fmt = f.format.name
+        if fmt != layout or f.height < size[0] or f.width < size[1]:
             self.reset()
-            raise VideoCodecError(f"{self.codec} picture is {f.width}x{f.height} {f.format.name}, "
-                                  f"expected {size[1]}x{size[0]} yuv420p")
+            raise VideoCodecError(f"{self.codec} picture is {f.width}x{f.height} {fmt}, "
+                                  f"expected {size[1]}x{size[0]} {layout}")
+        if fmt == "gray12le":
+            return np.ascontiguousarray(_read_plane(f.planes[0], f.height, f.width, np.uint16)[:size[0], :size[1]])
         h2, w2 = (f.height + 1) // 2, (f.width + 1) // 2
         y = _read_plane(f.planes[0], f.height, f.width)
         u = _read_plane(f.planes[1], h2, w2)

@@ -82,9 +82,12 @@ ARCHS = {
 }
 
 
-def default_model(reference_codec: str) -> str:
+def default_model(reference_codec: str, thermal_codec: str = "learned") -> str | None:
     """The model a profile uses unless one is named: ``learned`` needs a model with its own
-    reference codec; h264/h265 take the real-time dependent codec."""
+    reference codec; h264/h265 with learned thermal take the real-time dependent codec; a standard
+    thermal layer needs no model (None)."""
+    if thermal_codec != "learned":
+        return None
     return DEFAULT_MODEL if reference_codec == "learned" else DEFAULT_HYBRID_MODEL
 
 
@@ -193,3 +196,30 @@ def load_model(name: str = DEFAULT_MODEL, direction: str = DEFAULT_DIRECTION,
     for p in net.parameters():
         p.requires_grad_(False)
     return LoadedModel(card.get("name", name), cfg.direction, net, digest, card, dev)
+
+
+def encoding_model(reference_codec: str, thermal_codec: str = "learned", name: str | None = None,
+                   direction: str = DEFAULT_DIRECTION, device: str | torch.device = "auto",
+                   path: Path | str | None = None) -> LoadedModel | None:
+    """The model an encoder of this profile loads (the one place that decides it for the command
+    line, the bag tools and the encoder node): the one named (or ``path``), else the profile's
+    default; None for the standard profile, which codes both cameras without a model."""
+    if thermal_codec != "learned":
+        if name or path:
+            raise ModelError(f"thermal codec {thermal_codec} codes both cameras as standard streams and takes "
+                             f"no model (got {name or path}); drop the model or use thermal codec learned")
+        return None
+    return load_model(name or default_model(reference_codec, thermal_codec), direction=direction,
+                      device=device, path=path)
+
+
+def decoding_model(header, name: str | None = None, direction: str | None = None,
+                   device: str | torch.device = "auto", path: Path | str | None = None) -> LoadedModel | None:
+    """The model that decodes a stream whose first packet has ``header`` (a PacketHeader, or None
+    for a stream not seen yet): the one named (or ``path``), else the one the stream names; None
+    when the stream needs no model (standard profile) and none is named."""
+    if header is not None and not header.needs_model and not (name or path):
+        return None
+    name = name or (header.model_id if header is not None else DEFAULT_HYBRID_MODEL)
+    direction = direction or (header.direction if header is not None else DEFAULT_DIRECTION)
+    return load_model(name, direction=direction, device=device, path=path)
