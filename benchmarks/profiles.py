@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mm_compress_ros.codec.reference import reference_qp  # noqa: E402
+from mm_compress_ros.codec.reference import STANDARD_LEVELS, reference_qp  # noqa: E402
 from mm_compress_ros.codec.stream import codec_threads  # noqa: E402,F401
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402
 from mm_compress_ros.codec.zoo import load_model  # noqa: E402
@@ -44,12 +44,18 @@ ANCHOR_CURVES = (("x265 low-delay P", "x265-video"), ("x265 intra", "x265-intra"
                  ("learned (mmvc-video)", "mmvc-video"))
 
 
-def measure_profile(model, seqs, codec: str, quality: int, gop: int) -> dict:
+# standard profiles: "<RGB codec>+<thermal codec>", both layers standard streams, no model
+STANDARD_PROFILES = ("h264+h264", "h264+h265", "h265+h265")
+
+
+def measure_profile(model, seqs, codec: str, quality: int, gop: int, thermal_codec: str = "learned") -> dict:
     bits = {m: [] for m in MODS}
     qual = {m: [] for m in MODS}
     enc_s, dec_s, layer_s = [], [], []
+    levels = model.levels if model is not None else STANDARD_LEVELS
     for seq in seqs:
-        for i, r in enumerate(run_sequence(model, seq.rgb, seq.thermal, quality, gop, reference_codec=codec)):
+        for i, r in enumerate(run_sequence(model, seq.rgb, seq.thermal, quality, gop, reference_codec=codec,
+                                           thermal_codec=thermal_codec)):
             enc_s.append(r.encode_s)
             dec_s.append(r.decode_s)
             for m in MODS:
@@ -60,13 +66,13 @@ def measure_profile(model, seqs, codec: str, quality: int, gop: int) -> dict:
             enc, dec = LowDelayEncoder(codec, "software"), VideoDecoder(codec)
             for i, img in enumerate(seq.rgb):
                 t0 = time.perf_counter()
-                dec.decode(enc.encode(img, reference_qp(quality, model.levels), i % gop == 0), img.shape[:2], 3)
+                dec.decode(enc.encode(img, reference_qp(quality, levels), i % gop == 0), img.shape[:2], 3)
                 layer_s.append(time.perf_counter() - t0)
     point = {"quality": quality, "pairs": len(enc_s),
              "encode_s_median": statistics.median(enc_s), "decode_s_median": statistics.median(dec_s)}
     if layer_s:
         point["standard_layer_s_median"] = statistics.median(layer_s)
-        point["reference_qp"] = reference_qp(quality, model.levels)
+        point["reference_qp"] = reference_qp(quality, levels)
     for m in MODS:
         point[m] = {"bpp": float(np.mean(bits[m])), "psnr": float(np.mean(qual[m]))}
     return point
@@ -76,6 +82,36 @@ def pair_curve(points):
     """(bits per RGB pixel of the pair, mean PSNR of the two modalities) per point."""
     return ([p["rgb"]["bpp"] + p["thermal"]["bpp"] for p in points],
             [(p["rgb"]["psnr"] + p["thermal"]["psnr"]) / 2 for p in points])
+
+
+def _rate_at(anchor_pts, mod: str, psnr_db: float) -> float | None:
+    """The anchor's bits per pixel at ``psnr_db`` on one modality: log-rate interpolated linearly
+    between its two nearest points in PSNR; None outside its measured range (no extrapolation)."""
+    pts = sorted((p[mod]["psnr"], np.log(p[mod]["bpp"])) for p in anchor_pts)
+    xs, ys = [a for a, _ in pts], [b for _, b in pts]
+    if not xs[0] <= psnr_db <= xs[-1]:
+        return None
+    return float(np.exp(np.interp(psnr_db, xs, ys)))
+
+
+def pair_vs_anchor(anchor_pts, pts) -> dict:
+    """The pair's bits against what the anchor needs **on each camera for the same two PSNRs**
+    (its RGB bits at our RGB PSNR plus its thermal bits at our thermal PSNR), per point, and their
+    geometric mean over the points inside the anchor's range (% , negative = fewer bits)."""
+    rows = []
+    for p in pts:
+        a_rgb, a_th = _rate_at(anchor_pts, "rgb", p["rgb"]["psnr"]), _rate_at(anchor_pts, "thermal", p["thermal"]["psnr"])
+        ours = p["rgb"]["bpp"] + p["thermal"]["bpp"]   # both cameras 640x480 here: bits per pixel add
+        if a_rgb is None or a_th is None:
+            rows.append({"level": p.get("quality", p.get("setting")), "delta": None})
+            continue
+        theirs = a_rgb + a_th
+        rows.append({"level": p.get("quality", p.get("setting")), "delta": 100.0 * (ours / theirs - 1.0),
+                     "rgb_delta": 100.0 * (p["rgb"]["bpp"] / a_rgb - 1.0),
+                     "thermal_delta": 100.0 * (p["thermal"]["bpp"] / a_th - 1.0)})
+    inside = [r["delta"] for r in rows if r["delta"] is not None]
+    mean = 100.0 * (float(np.exp(np.mean([np.log1p(d / 100.0) for d in inside]))) - 1.0) if inside else None
+    return {"mean": mean, "points": rows}
 
 
 def bd_table(points_by_name: dict, anchor: str) -> dict:
@@ -128,7 +164,7 @@ def _fmt(v) -> str:
 
 def render_markdown(res: dict) -> str:
     """The "Profiles" section of docs/results.md (also used by benchmarks/results.py)."""
-    L = ["## Profiles: hybrid (RGB as H.264 / H.265) and fully learned\n",
+    L = ["## Profiles: standard (both cameras H.264 / H.265), hybrid (RGB standard, thermal learned) and fully learned\n",
          f"Measured by `{res['command']}` on {', '.join(res['sequences'])}, the first "
          f"{res['frames_per_sequence']} frames of each, GOP {res['gop']}. The hybrid profile codes RGB with a "
          "low-delay standard codec (libx264 preset faster / libx265 preset superfast, tune zerolatency, "
@@ -140,7 +176,7 @@ def render_markdown(res: dict) -> str:
          "| profile | level | RGB QP | RGB bpp | RGB PSNR | thermal bpp | thermal PSNR | encode s/pair | decode s/pair | threads |",
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, pts in res["points"].items():
-        if not name.startswith(("hybrid", "learned")):
+        if not name.startswith(("hybrid", "learned", "standard")):
             continue
         for p in pts:
             lv = p.get("quality", p.get("setting"))
@@ -150,20 +186,32 @@ def render_markdown(res: dict) -> str:
                      if "encode_s_median" in p else
                      f"| {name} | {lv} | - | {p['rgb']['bpp']:.3f} | {p['rgb']['psnr']:.2f} | "
                      f"{p['thermal']['bpp']:.3f} | {p['thermal']['psnr']:.2f} | - | - | - |")
-    L.append("\nBD-rate (PCHIP; negative = fewer bits at equal PSNR). Pair: bits of both modalities per RGB "
-             "pixel against the mean of the two PSNRs.\n")
+    L.append("\nBD-rate (PCHIP; negative = fewer bits at equal PSNR). Pair here: bits of both modalities per RGB "
+             "pixel against the mean of the two PSNRs (the per-camera yardstick follows below the table).\n")
     L.append("| profile | against | RGB | thermal | pair |")
     L.append("| --- | --- | ---: | ---: | ---: |")
     for against, table in (*res["bd_rate_vs_anchors"].items(),
                            ("learned profile", res["bd_rate_vs_learned_profile"])):
         for name, row in table.items():
             L.append(f"| {name} | {against} | {_fmt(row['rgb'])} | {_fmt(row['thermal'])} | {_fmt(row['pair'])} |")
-    lowdelay = res["bd_rate_vs_anchors"]["x265 low-delay P"]
-    ranked = sorted((v["pair"], k) for k, v in lowdelay.items() if isinstance(v["pair"], (int, float)))
-    if ranked:
-        L.append(f"\n**Measured winner (pair BD-rate against x265 low-delay P): {ranked[0][1]}** "
-                 f"({', '.join(f'{k} {v:+.1f} %' for v, k in ranked)}); the default profile "
-                 "(`DEFAULT_REFERENCE_CODEC` in codec/reference.py, config/encoder.yaml, README).")
+    pair = res.get("pair_vs_x265_each_camera")
+    if pair:
+        L.append("\n**The pair against x265 low-delay P on each camera** (the yardstick): at each level, our bits "
+                 "of both cameras against x265's RGB bits at our RGB PSNR plus x265's thermal bits at our thermal "
+                 "PSNR (x265's rate interpolated in log domain between its QPs, no extrapolation: a level outside "
+                 "its PSNR range shows -); mean = geometric mean over the levels inside. Negative = fewer bits.\n")
+        L.append("| profile | mean | per level (pair / RGB / thermal) |")
+        L.append("| --- | ---: | --- |")
+        for name, row in pair.items():
+            per = "; ".join(f"L{r['level']}: {r['delta']:+.0f} / {r['rgb_delta']:+.0f} / {r['thermal_delta']:+.0f} %"
+                            if r["delta"] is not None else f"L{r['level']}: -" for r in row["points"])
+            L.append(f"| {name} | {_fmt(row['mean'])} | {per} |")
+        ranked = sorted((v["mean"], k) for k, v in pair.items() if isinstance(v["mean"], (int, float)))
+        if ranked:
+            L.append(f"\n**Measured winner (pair against x265 low-delay P on each camera): {ranked[0][1]}** "
+                     f"({', '.join(f'{k} {v:+.1f} %' for v, k in ranked)}); the default profile "
+                     "(`DEFAULT_REFERENCE_CODEC`, `DEFAULT_THERMAL_CODEC` in codec/reference.py, config/encoder.yaml, "
+                     "README).")
     shas = {res.get("model_sha256")} | {m["sha256"] for m in res.get("hybrid_models", {}).values()}
     for cm in sorted((REPO / "docs" / "results").glob("cross_modal_*.json")):
         c = json.loads(cm.read_text())
@@ -275,7 +323,12 @@ def main(argv=None) -> int:
                     help="torch threads for models with an integer decoder (rt); the first design "
                          "always runs one codec thread (default 2)")
     ap.add_argument("--gop", type=int, default=10)
-    ap.add_argument("--profiles", nargs="+", default=["h264", "h265"], choices=["h264", "h265", "learned"])
+    ap.add_argument("--profiles", nargs="+", default=["h264", "h265", *STANDARD_PROFILES],
+                    choices=["h264", "h265", "learned", *STANDARD_PROFILES],
+                    help="h264/h265: hybrid (RGB standard, thermal by each --model); learned: both by mmvc; "
+                         "RGB+THERMAL (e.g. h264+h264): the standard profile, both cameras standard streams")
+    ap.add_argument("--standard-levels", default="1,22,43,64",
+                    help="quality levels of the standard profiles (1..64; default 1,22,43,64)")
     ap.add_argument("--rebuild", action="store_true",
                     help="no measuring: BD tables, plot and doc section from the last run's --out file")
     ap.add_argument("--rd-json", default=str(REPO / "docs" / "results" / "rd.json"))
@@ -299,7 +352,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     if args.rebuild:  # the measured hybrid points of the last run, tables and doc made anew
         old = json.loads(Path(args.out).read_text())
-        points.update({k: v for k, v in old["points"].items() if k.startswith("hybrid")})
+        points.update({k: v for k, v in old["points"].items() if k.startswith(("hybrid", "standard"))})
         args.profiles = []
     hybrid = []
     for spec in args.model or [f"mmvc:{','.join(map(str, args.quality))}"]:
@@ -308,7 +361,17 @@ def main(argv=None) -> int:
         hybrid.append((name, m, [int(v) for v in levels.split(",")] if levels else args.quality))
     kept = _kept_points(Path(args.out), model, {n for n, _, _ in hybrid}, args.profiles) if not args.rebuild else {}
     points.update(kept)
-    for codec in args.profiles:
+    for prof in [p for p in args.profiles if "+" in p]:
+        rgb_codec, th_codec = prof.split("+")
+        name = f"standard {prof}"
+        points[name] = []
+        torch.set_num_threads(args.exact_threads)
+        for q in [int(v) for v in args.standard_levels.split(",")]:
+            p = measure_profile(None, seqs, rgb_codec, q, args.gop, thermal_codec=th_codec)
+            p["threads"] = torch.get_num_threads()
+            points[name].append(p)
+            print(json.dumps({"profile": prof, **p}), flush=True)
+    for codec in [p for p in args.profiles if "+" not in p]:
         for mname, m, levels in hybrid:
             if codec == "learned" and mname != "mmvc":
                 continue   # a hybrid-only model has no learned reference codec
@@ -321,11 +384,13 @@ def main(argv=None) -> int:
                 p["threads"] = torch.get_num_threads()
                 points[name].append(p)
                 print(json.dumps({"profile": codec, "model": mname, **p}), flush=True)
-    ours = [k for k in points if k.startswith(("hybrid", "learned"))]
+    ours = [k for k in points if k.startswith(("hybrid", "learned", "standard"))]
     bd = {a: bd_table({a: points[a], **{k: points[k] for k in ours}}, a) for a, _ in ANCHOR_CURVES[:3]}
+    pair_x265 = {k: pair_vs_anchor(points["x265 low-delay P"], points[k]) for k in ours}
     bd_vs_learned = bd_table({k: points[k] for k in ours}, "learned (mmvc-video)")
     if args.rebuild:
-        old.update(points=points, bd_rate_vs_anchors=bd, bd_rate_vs_learned_profile=bd_vs_learned)
+        old.update(points=points, bd_rate_vs_anchors=bd, bd_rate_vs_learned_profile=bd_vs_learned,
+                   pair_vs_x265_each_camera=pair_x265)
         old.pop("bd_rate_vs_x265_lowdelay_p", None)
         Path(args.out).write_text(json.dumps(old, indent=1))
         plot({k: points[k] for k in ("x265 low-delay P", *ours)}, Path(args.plot))
@@ -337,7 +402,8 @@ def main(argv=None) -> int:
                              **{n: {"sha256": m.sha256, "levels": m.levels, "arch": m.card["config"].get("arch", "mmvc")}
                                 for n, m, _ in hybrid}},
            "command": "benchmarks/profiles.py " + " ".join(sys.argv[1:] if argv is None else argv),
-           "points": points, "bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned}
+           "points": points, "bd_rate_vs_anchors": bd, "bd_rate_vs_learned_profile": bd_vs_learned,
+           "pair_vs_x265_each_camera": pair_x265}
     Path(args.out).write_text(json.dumps(res, indent=1))
     plot({k: points[k] for k in ("x265 low-delay P", *ours)}, Path(args.plot))
     update_results_doc(res, REPO / "docs" / "results.md")

@@ -44,7 +44,7 @@ def test_split_bits_adds_up_to_the_packet(tiny_model):
         pkt = enc.encode(r, t)
         assert enc.last_frame_type == kind
         h, sections = read_packet(pkt)
-        bits = split_bits(pkt, "rgb", "thermal")
+        bits = split_bits(pkt)
         assert bits["rgb"] + bits["thermal"] == pytest.approx(8 * len(pkt))
         payload_rgb = 8 * (len(sections[0]) + len(sections[1]))
         assert payload_rgb < bits["rgb"] < payload_rgb + 8 * (len(pkt) - sum(map(len, sections)))

@@ -29,10 +29,10 @@ from .videocodec import CODECS, LowDelayEncoder, VideoDecoder
 # quality level (1 = smallest stream) -> QP of the standard codec, from level 1 to the top level;
 # the same knob moves the dependent codec's level (its lambda) one for one.
 QP_FIRST, QP_LAST = 37, 22
-# the profile the command line, the nodes and `make demo` use unless told otherwise (the measured
-# winner on m3svd_seq, docs/results.md)
+# the profile the command line, the nodes and `make demo` use unless told otherwise: the measured
+# winner on m3svd_seq (docs/results.md, "Profiles": both cameras as H.264, the standard profile)
 DEFAULT_REFERENCE_CODEC = "h264"
-DEFAULT_THERMAL_CODEC = "learned"
+DEFAULT_THERMAL_CODEC = "h264"
 # quality levels of a stream coded without a learned model (both layers standard): the same knob
 # as the real-time model's 64 levels, so a level means the same QPs in either profile
 STANDARD_LEVELS = 64

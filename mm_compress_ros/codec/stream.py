@@ -23,7 +23,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFE
                      STANDARD_THERMAL, THERMAL_CODECS, CorruptPacket, EntropyMismatch, Limits, ModelMismatch,
                      PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
-from .reference import DEFAULT_REFERENCE_CODEC, STANDARD_LEVELS, make_reference, reference_qp
+from .reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS, make_reference, reference_qp
 from .thermal import fits, make_thermal, thermal_range
 from .videocodec import VideoCodecError
 from .zoo import DEFAULT_DIRECTION, LoadedModel, has_learned_reference
@@ -213,7 +213,8 @@ class StreamEncoder:
     auto|software|nvenc; see :mod:`.reference`). ``thermal_codec`` picks how thermal is coded:
     ``learned`` (the model's dependent codec given the decoded reference: the hybrid profile) or a
     standard layer of its own, ``h264``, ``h265`` or ``lossless`` (the standard profile,
-    :mod:`.thermal`; ``model`` is then None and unused).
+    :mod:`.thermal`; ``model`` is then None). Unset, it is learned when a model is given, else the
+    default standard layer.
 
     A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
     input size or pixel format changes, when 16-bit thermal leaves the value range its GOP codes,
@@ -229,14 +230,17 @@ class StreamEncoder:
     def __init__(self, model: LoadedModel | None, quality: int | None = None, gop: int = 10,
                  stream_id: int | None = None, max_gap_ns: int = MAX_GAP_NS,
                  reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto",
-                 target_kbps: float = 0.0, fps: float = 10.0, thermal_codec: str = "learned",
+                 target_kbps: float = 0.0, fps: float = 10.0, thermal_codec: str | None = None,
                  reconstruct: bool = True):
+        if thermal_codec is None:   # a model codes thermal; without one, the default standard layer
+            thermal_codec = "learned" if model is not None else DEFAULT_THERMAL_CODEC
         check_profile(reference_codec, thermal_codec)
         self.thermal_codec = thermal_codec
         standard = thermal_codec in STANDARD_THERMAL
-        if standard:
-            model = None
-        elif model is None:
+        if standard and model is not None:
+            raise ValueError(f"thermal codec {thermal_codec} codes both cameras as standard streams and takes no "
+                             f"model (got {model.name})")
+        if not standard and model is None:
             raise ValueError(f"the {profile_name(reference_codec, thermal_codec)} profile needs a learned model")
         self.levels = model.levels if model is not None else STANDARD_LEVELS
         if quality is None:

@@ -133,10 +133,10 @@ class LosslessThermal:
     codec = "lossless"
     encoder_name = None
 
-    def __init__(self, codec: str = "lossless", encoder: str = "auto"):
-        from . import lossless
+    def __init__(self):
+        from .lossless import Lossless16Decoder, Lossless16Encoder
 
-        self._lossless = lossless
+        self._enc, self._dec = Lossless16Encoder(), Lossless16Decoder()
 
     def check(self, fmt: str) -> str | None:
         return None
@@ -145,15 +145,16 @@ class LosslessThermal:
         pass
 
     def encode(self, th: np.ndarray, fmt: str, key: bool, qp: int, rng) -> CodedThermal:
-        return CodedThermal([self._lossless.encode(th)], th, 0)
+        # 8-bit thermal rides the same 16-bit coder (FFV1 codes prediction residuals: the unused
+        # high bits cost next to nothing) and comes back as 8-bit
+        return CodedThermal([self._enc.encode(th.astype(np.uint16, copy=False))], th, 0)
 
     def decode(self, sections, fmt: str, size, key: bool, rng) -> np.ndarray:
-        img = self._lossless.decode(sections[0], size)
+        img = self._dec.decode(sections[0], size)
         if fmt not in SIXTEEN_BIT:
-            if img.dtype != np.uint8:
-                if int(img.max()) > 255:
-                    raise VideoCodecError("lossless thermal picture has 16-bit values in an 8-bit stream")
-                img = img.astype(np.uint8)
+            if int(img.max()) > 255:
+                raise VideoCodecError("lossless thermal picture has 16-bit values in an 8-bit stream")
+            img = img.astype(np.uint8)
         return img
 
 

@@ -31,22 +31,22 @@ class PairResult:
     decode_s: float
 
 
-def split_bits(packet: bytes, ref_name: str, dep_name: str) -> dict[str, float]:
+def split_bits(packet: bytes) -> dict[str, float]:
     """Bits of each modality in one packet (the packet's own split: docs/bitstream.md)."""
     h, _ = read_packet(packet)
     return {k: 8.0 * v for k, v in h.modality_bytes().items()}
 
 
 def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int,
-                 reference_codec: str = "learned") -> list[PairResult]:
-    """Encodes and decodes one sequence as one stream (key frame every ``gop`` frames)."""
+                 reference_codec: str = "learned", thermal_codec: str = "learned") -> list[PairResult]:
+    """Encodes and decodes one sequence as one stream (key frame every ``gop`` frames); ``model``
+    is None for the standard profile (``thermal_codec`` h264/h265/lossless)."""
     import torch
 
     enc = StreamEncoder(model, quality=quality, gop=gop, stream_id=0, reference_codec=reference_codec,
-                        encoder="software")
-    dec = StreamDecoder(model)
-    ref_name, dep_name = model.net.ref_name, model.net.dep_name
-    sync = model.device.type == "cuda"
+                        encoder="software", thermal_codec=thermal_codec, reconstruct=False)
+    dec = StreamDecoder(enc.model)
+    sync = enc.model is not None and enc.model.device.type == "cuda"
     out = []
     for rgb, th in zip(rgb_frames, thermal_frames):
         t0 = time.perf_counter()
@@ -62,7 +62,7 @@ def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int,
             raise RuntimeError("the decoder dropped a frame of an unbroken stream")
         out.append(PairResult(
             frame_type=pair.frame_type, packet_bits=8 * len(packet),
-            bits=split_bits(packet, ref_name, dep_name),
+            bits=split_bits(packet),
             decoded={"rgb": np.asarray(pair.rgb), "thermal": np.asarray(pair.thermal)},
             encode_s=t1 - t0, decode_s=t2 - t1))
     return out
