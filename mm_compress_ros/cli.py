@@ -42,6 +42,13 @@ def cmd_encode(args) -> None:
     from .codec.zoo import encoding_model
     from .io.frames import count_frames, iter_pairs
 
+    from .io.frames import input_fps
+
+    fps_source = "--fps"
+    if args.fps is None:   # the input's own rate where it has one (a video), else 10 Hz, said in the summary
+        args.fps = input_fps(args.rgb) or input_fps(args.thermal)
+        fps_source = "input" if args.fps else "default (frame folders carry no rate: give --fps)"
+        args.fps = args.fps or 10.0
     if args.target_kbps < 0 or args.fps <= 0:
         raise CliError("--target-kbps must be >= 0 and --fps positive")
     model = encoding_model(args.reference_codec, args.thermal_codec, args.model, args.direction, args.device,
@@ -56,9 +63,15 @@ def cmd_encode(args) -> None:
     if args.frames:
         n = min(n, args.frames)
     out = Path(args.out)
+    from .errors import claim_output
+
+    claim_output(out, args.force, "stream file")
+    if args.recon:
+        claim_output(args.recon, args.force, "reconstruction folder")
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
     total = 0
+    levels = []
     t0 = time.perf_counter()
     with open(tmp, "wb") as f:
         for i, (rgb, th) in enumerate(tqdm(iter_pairs(args.rgb, args.thermal), total=n, unit="pair",
@@ -66,6 +79,7 @@ def cmd_encode(args) -> None:
             if args.frames and i >= args.frames:
                 break
             pkt = enc.encode(rgb, th, stamp_ns=round(i * 1e9 / args.fps))
+            levels.append(enc.quality)
             f.write(pkt)
             total += len(pkt)
             if args.recon:
@@ -75,8 +89,11 @@ def cmd_encode(args) -> None:
     print(json.dumps({"out": str(out), "frames": enc.frame_index, "bytes": total,
                       "seconds": round(dt, 2), "model": enc.model_id or None,
                       "direction": model.direction if model is not None else None,
-                      "quality": enc.quality, "gop": args.gop, "profile": enc.profile,
+                      "quality": levels[0] if levels else enc.quality,   # the first frame's, as `info` says
+                      "quality_range": [min(levels), max(levels)] if levels else None,
+                      "gop": args.gop, "profile": enc.profile,
                       "reference_codec": args.reference_codec, "thermal_codec": args.thermal_codec, "fps": args.fps,
+                      "fps_from": fps_source,
                       "kbps": round(total * 8 / max(enc.frame_index, 1) * args.fps / 1000, 1),
                       "reference_encoder": enc.reference.encoder_name}))
 
@@ -92,34 +109,69 @@ def _write_pair(out: Path, n: int, pair) -> None:
 
 
 def cmd_decode(args) -> None:
+    """Decodes every packet it can: a damaged packet is reported on one line (its frame index and
+    why), the frames that depended on it are skipped up to the next key frame, everything else is
+    written. Exit status 0 when nothing was lost, 3 when frames were lost (the summary counts them)."""
     from tqdm import tqdm
 
-    from .codec.packet import iter_stream
+    from .codec.packet import PacketError, read_header, scan_stream
     from .codec.stream import StreamDecoder
+    from .codec.zoo import decoding_model
+    from .errors import claim_output
 
     path = Path(args.file)
     if not path.is_file():
         raise CliError(f"no such stream file: {path}")
-    from .codec.packet import read_header
-    from .codec.zoo import decoding_model
-
-    with open(path, "rb") as f:
-        first = next(iter_stream(f), None)
-    model = decoding_model(read_header(first) if first else None, args.model, args.direction, args.device,
-                           args.weights)
-    dec = StreamDecoder(model)
     out = Path(args.out)
+    claim_output(out, args.force, "output folder")
+    data = path.read_bytes()
+    first = None
+    for _, item in scan_stream(data):
+        if isinstance(item, bytes):
+            try:
+                first = read_header(item)
+                break
+            except PacketError:
+                continue
+    if first is None:
+        raise CliError(f"{path} holds no readable packet")
+    model = decoding_model(first, args.model, args.direction, args.device, args.weights)
+    dec = StreamDecoder(model)
     (out / "rgb").mkdir(parents=True, exist_ok=True)
     (out / "thermal").mkdir(parents=True, exist_ok=True)
-    n = 0
-    with open(path, "rb") as f:
-        for pkt in tqdm(iter_stream(f), unit="pair", disable=args.quiet, desc="decode"):
-            pair = dec.decode(pkt)
-            if pair is None:
-                continue
-            _write_pair(out, n, pair)
-            n += 1
-    print(json.dumps({"out": str(out), "frames": n, "dropped": dec.dropped}))
+    n = damaged = skipped = packets = 0
+    last_index = None
+    for offset, item in tqdm(scan_stream(data), unit="pair", disable=args.quiet, desc="decode"):
+        packets += 1
+        where = f"byte {offset}" + (f" (after frame {last_index})" if last_index is not None else "")
+        try:
+            if isinstance(item, PacketError):
+                raise item
+            try:
+                last_index = read_header(item).frame_index
+                where = f"frame {last_index}"
+            except PacketError:
+                pass
+            pair = dec.decode(item)
+        except PacketError as exc:
+            damaged += 1
+            print(f"mm-compress: {path.name}: {where}: {exc}; skipping to the next key frame", file=sys.stderr)
+            continue
+        if pair is None:
+            skipped += 1
+            continue
+        _write_pair(out, n, pair)
+        n += 1
+    lost = damaged + skipped
+    print(json.dumps({"out": str(out), "frames": n, "packets": packets, "damaged": damaged,
+                      "skipped_until_key_frame": skipped, "lost": lost}))
+    if lost:
+        raise FramesLost(f"{lost} of {packets} frames lost ({damaged} damaged, {skipped} skipped until the next "
+                         "key frame)")
+
+
+class FramesLost(CliError):
+    """Decoding finished, but some frames were lost (exit status 3)."""
 
 
 def cmd_info(args) -> None:
@@ -144,7 +196,8 @@ def cmd_info(args) -> None:
     h0 = read_packet(open(path, "rb").read(frames[0]["bytes"]))[0]
     print(json.dumps({
         "file": str(path), "model": h0.model_id, "weights": h0.model_hash.hex(), "direction": h0.direction,
-        "quality": h0.quality, "profile": h0.profile, "reference_codec": h0.reference_codec,
+        "quality": h0.quality, "quality_range": [min(f["level"] for f in frames), max(f["level"] for f in frames)],
+        "profile": h0.profile, "reference_codec": h0.reference_codec,
         "thermal_codec": h0.thermal_codec,
         "rgb": {"width": h0.rgb_size[1], "height": h0.rgb_size[0], "format": h0.rgb_format},
         "thermal": {"width": h0.thermal_size[1], "height": h0.thermal_size[0], "format": h0.thermal_format},
@@ -262,8 +315,9 @@ def _model_args(p, from_stream: bool = False, by_profile: bool = False):
 
     if by_profile:    # an encoder: the model of the --reference-codec profile, unless given
         p.add_argument("--model", default=None,
-                       help=f"shipped model name (see `mm-compress models`; default: {DEFAULT_HYBRID_MODEL} for "
-                            f"--reference-codec h264/h265, {DEFAULT_MODEL} for learned)")
+                       help=f"shipped model name (see `mm-compress models`; default: the profile's: none for a "
+                            f"standard thermal layer (the default), {DEFAULT_HYBRID_MODEL} for --thermal-codec learned, "
+                            f"{DEFAULT_MODEL} for --reference-codec learned)")
         p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
                        help="which modality is coded with the other as context")
     elif from_stream:   # a decoder: the model (and direction) the stream names, unless given
@@ -288,11 +342,11 @@ def reference_args(p) -> None:
     p.add_argument("--reference-codec", default=DEFAULT_REFERENCE_CODEC, choices=list(REFERENCE_CODECS),
                    help="how the reference modality (RGB) is coded: h264/h265 (a standard low-delay stream "
                         f"any player decodes) or learned (fully learned profile); default {DEFAULT_REFERENCE_CODEC}")
-    p.add_argument("--thermal-codec", default=DEFAULT_THERMAL_CODEC, choices=list(THERMAL_CODECS),
-                   help="how thermal is coded: learned (the model, given the decoded RGB: hybrid profile), "
-                        "h264/h265 (a standard stream of its own; 16-bit thermal: h265 at 12 bits, counts come "
-                        "back as 16-bit) or lossless (every value exact, 16-bit too): the standard profile, "
-                        f"no model; default {DEFAULT_THERMAL_CODEC}")
+    p.add_argument("--thermal-codec", default=DEFAULT_THERMAL_CODEC, choices=["auto", *THERMAL_CODECS],
+                   help="how thermal is coded: h264/h265 (a standard stream of its own; 16-bit thermal: h265 at "
+                        "12 bits, counts come back as 16-bit), lossless (every value exact, 16-bit too), auto "
+                        "(h264 for 8-bit thermal, h265 for 16-bit): the standard profile, no model; or learned "
+                        f"(the model, given the decoded RGB: the hybrid profile); default {DEFAULT_THERMAL_CODEC}")
     p.add_argument("--encoder", default="auto", choices=list(ENCODERS),
                    help="h264/h265 encoder: auto (NVENC when present, else libx264/libx265), software, nvenc")
     p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS",
@@ -313,18 +367,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "the model's middle level")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
     p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
-    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the input frames (capture stamps; "
-                                                          "bitrates and --target-kbps use it; default 10)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the input (capture stamps; bitrates and --target-kbps use it); default: a "
+                        "video's own rate, 10 for frame folders")
     p.add_argument("--recon", metavar="DIR", help="also write the encoder's own reconstruction (what a decoder "
                                                   "outputs) as DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (and --recon)")
     p.add_argument("--quiet", action="store_true")
     _model_args(p, by_profile=True)
     reference_args(p)
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help="stream file -> DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
+    p = sub.add_parser("decode", help="stream file -> DIR/rgb/NNNN.png, DIR/thermal/NNNN.png (exit 3: frames lost)")
     p.add_argument("file")
     p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing, non-empty --out folder")
     p.add_argument("--quiet", action="store_true")
     _model_args(p, from_stream=True)
     p.set_defaults(func=cmd_decode)
@@ -410,11 +467,27 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so that the interpreter's final flush is quiet."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except BrokenPipeError:   # `mm-compress info s.mmc | head`: the reader left; not an error of ours
+        _quiet_stdout()
+        return 0
     except _expected_errors() as exc:
+        if isinstance(exc, FramesLost):
+            print(f"mm-compress: {exc}", file=sys.stderr)
+            return 3
         print(f"mm-compress: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -61,6 +61,10 @@ def test_the_default_profile_is_the_standard_one_and_takes_no_model():
     enc = StreamEncoder(None)
     h = read_header(enc.encode(rgb, th))
     assert (h.reference_codec, h.thermal_codec, h.profile) == ("h264", "h264", "standard")
+    # a radiometric camera with the default settings: H.265 at 12 bits (H.264 codes 8 bits only)
+    rgbs, ths = _radiometric(1)
+    h16 = read_header(enc.encode(rgbs[0], ths[0]))
+    assert (h16.thermal_codec, h16.thermal_format, h16.frame_type_name) == ("h265", "mono16", "key")
     from mm_compress_ros.codec.zoo import encoding_model, load_model
 
     assert encoding_model("h264", "h264") is None

@@ -7,6 +7,7 @@ import sys
 
 from .bagio import STORAGES, BagError
 from ..cli import reference_args
+from ..errors import claim_output
 from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 
 
@@ -18,6 +19,7 @@ def cmd_bag_encode(args) -> None:
     from ..codec.zoo import encoding_model
     from .transcode import encode_bag
 
+    claim_output(args.out, args.force, "output bag")
     if args.gop < 1:
         raise BagError("--gop must be at least 1")
     if not args.slop > 0 or args.queue_size < 1:
@@ -38,6 +40,7 @@ def cmd_bag_decode(args) -> None:
     outs = [x for x in (args.out, args.frames, args.video, args.foxglove) if x is not None]
     if len(outs) != 1:
         raise BagError("give exactly one output: OUT_BAG, --frames DIR, --video FILE.mp4 or --foxglove FILE.mcap")
+    claim_output(outs[0], args.force)
     res = decode_bag(args.inp, out_bag=args.out, frames_dir=args.frames, video=args.video, foxglove=args.foxglove,
                      encoded_topic=args.encoded_topic, rgb_topic=args.rgb_topic,
                      thermal_topic=args.thermal_topic, model=args.model, weights=args.weights,
@@ -58,6 +61,7 @@ def cmd_bag_info(args) -> None:
 def cmd_record(args) -> None:
     from .record import record
 
+    claim_output(args.out, args.force, "output bag")
     res = record(args.out, args.topics, duration=args.duration, storage=args.storage,
                  discovery_timeout=args.discovery_timeout, quiet=args.quiet)
     print(json.dumps(res))
@@ -76,8 +80,9 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--quality", type=int, default=None,
                    help="1 = smallest stream, up to the model's levels; default: the model's middle level")
     p.add_argument("--gop", type=int, default=10, help="key frame every N frames (default 10)")
-    p.add_argument("--model", default=None, help="model name (see `mm-compress models`; default: the "
-                                                 "--reference-codec profile's, mmrt for h264/h265, mmvc for learned)")
+    p.add_argument("--model", default=None, help="model name (see `mm-compress models`; default: the profile's: "
+                                                 "none for a standard thermal layer, mmrt for --thermal-codec "
+                                                 "learned, mmvc for --reference-codec learned)")
     p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -87,6 +92,7 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--slop", type=float, default=SYNC_SLOP,
                    help=f"pairing tolerance in seconds (approximate time, default {SYNC_SLOP})")
     p.add_argument("--queue-size", type=int, default=SYNC_QUEUE, help=f"synchronizer queue (default {SYNC_QUEUE})")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bag_encode)
 
@@ -108,6 +114,7 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--storage", default="mcap", choices=STORAGES, help="OUT_BAG storage (default mcap)")
     p.add_argument("--fps", type=float, help="video frame rate (default: from the stamps)")
     p.add_argument("--video-codec", default="auto", choices=["auto", "libx264", "mpeg4"])
+    p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bag_decode)
 
@@ -124,5 +131,6 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--storage", default="mcap", choices=STORAGES, help="default mcap")
     p.add_argument("--discovery-timeout", type=float, default=0.0,
                    help="fail if a topic has not appeared after S seconds (default: wait)")
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_record)

@@ -308,3 +308,31 @@ def iter_stream(f, limits: Limits = Limits()):
         if len(rest) < total - len(prefix):
             raise TruncatedPacket(f"stream truncated: last packet has {len(prefix) + len(rest)} of {total} bytes")
         yield prefix + rest
+
+
+def scan_stream(data: bytes, limits: Limits = Limits()):
+    """Yields ``(offset, packet)`` or ``(offset, PacketError)`` over a stream file's bytes, and
+    never stops at damage: a packet whose length prefix is unreadable is reported, and reading goes
+    on at the next ``MMCP`` magic (a damaged payload does not move the framing: its CRC fails on
+    read; a damaged length field is caught when no magic follows where it says the next packet
+    starts). A damaged packet is yielded as its bytes, so that the reader reports it with its
+    frame index where the header still parses."""
+    pos, n = 0, len(data)
+    while pos < n:
+        try:
+            total = packet_length(data[pos:pos + PREFIX], limits)
+            if pos + total > n:
+                raise TruncatedPacket(f"stream truncated: last packet has {n - pos} of {total} bytes")
+        except PacketError as exc:
+            yield pos, exc
+            nxt = data.find(MAGIC, pos + 1)
+            if nxt < 0:
+                return
+            pos = nxt
+            continue
+        end = pos + total
+        if end != n and data[end:end + len(MAGIC)] != MAGIC:   # a damaged length: frame by the next magic
+            nxt = data.find(MAGIC, pos + 1)
+            end = nxt if nxt >= 0 else n
+        yield pos, data[pos:end]
+        pos = end

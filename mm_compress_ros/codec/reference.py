@@ -32,7 +32,7 @@ QP_FIRST, QP_LAST = 37, 22
 # the profile the command line, the nodes and `make demo` use unless told otherwise: the measured
 # winner on m3svd_seq (docs/results.md, "Profiles": both cameras as H.264, the standard profile)
 DEFAULT_REFERENCE_CODEC = "h264"
-DEFAULT_THERMAL_CODEC = "h264"
+DEFAULT_THERMAL_CODEC = "auto"   # H.264 for 8-bit thermal, H.265 at 12 bits for 16-bit counts (thermal.resolve)
 # quality levels of a stream coded without a learned model (both layers standard): the same knob
 # as the real-time model's 64 levels, so a level means the same QPs in either profile
 STANDARD_LEVELS = 64

@@ -24,7 +24,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFE
                      PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
 from .reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS, make_reference, reference_qp
-from .thermal import fits, make_thermal, thermal_range
+from .thermal import AUTO, fits, make_thermal, resolve, thermal_range
 from .videocodec import VideoCodecError
 from .zoo import DEFAULT_DIRECTION, LoadedModel, has_learned_reference
 
@@ -198,8 +198,8 @@ def check_profile(reference_codec: str, thermal_codec: str) -> None:
     """Raises ValueError (one line) for a combination of layers that is not a profile."""
     if reference_codec not in REFERENCE_CODECS:
         raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
-    if thermal_codec not in THERMAL_CODECS:
-        raise ValueError(f"unknown thermal codec {thermal_codec!r}; use one of {sorted(THERMAL_CODECS)}")
+    if thermal_codec not in THERMAL_CODECS and thermal_codec != AUTO:
+        raise ValueError(f"unknown thermal codec {thermal_codec!r}; use one of {sorted([*THERMAL_CODECS, AUTO])}")
     if reference_codec == "learned" and thermal_codec != "learned":
         raise ValueError(f"thermal codec {thermal_codec} needs a standard RGB layer: use reference codec h264 or h265 "
                          "(the learned profile codes both cameras with the model)")
@@ -235,8 +235,9 @@ class StreamEncoder:
         if thermal_codec is None:   # a model codes thermal; without one, the default standard layer
             thermal_codec = "learned" if model is not None else DEFAULT_THERMAL_CODEC
         check_profile(reference_codec, thermal_codec)
-        self.thermal_codec = thermal_codec
-        standard = thermal_codec in STANDARD_THERMAL
+        self.thermal_choice = thermal_codec          # as asked: auto picks per thermal format
+        self.thermal_codec = resolve(thermal_codec, "mono8")   # the codec of the frames being coded
+        standard = thermal_codec in (*STANDARD_THERMAL, AUTO)
         if standard and model is not None:
             raise ValueError(f"thermal codec {thermal_codec} codes both cameras as standard streams and takes no "
                              f"model (got {model.name})")
@@ -260,7 +261,9 @@ class StreamEncoder:
                              f"use reference_codec h264 or h265, or a fully learned model such as mmvc")
         self.reference_codec = reference_codec
         self.reference = make_reference(model.net if model is not None else None, reference_codec, encoder)
-        self.thermal = make_thermal(thermal_codec, encoder) if standard else None
+        self._encoder_choice = encoder
+        self._thermals: dict[str, object] = {}       # standard thermal layers by codec
+        self.thermal = self._thermal_layer(self.thermal_codec) if standard else None
         if standard and not reconstruct:
             self.reference.local_decode = False
         self.stream_id = secrets.randbits(32) if stream_id is None else stream_id
@@ -287,6 +290,11 @@ class StreamEncoder:
     @property
     def profile(self) -> str:
         return profile_name(self.reference_codec, self.thermal_codec)
+
+    def _thermal_layer(self, codec: str):
+        if codec not in self._thermals:
+            self._thermals[codec] = make_thermal(codec, self._encoder_choice)
+        return self._thermals[codec]
 
     @property
     def model_id(self) -> str:
@@ -359,8 +367,10 @@ class StreamEncoder:
         if self.reference_codec != "learned" and ref_img.dtype != np.uint8:
             raise InputError(f"the {self.reference_codec} reference layer codes 8-bit frames; "
                              f"use reference_codec learned for {tfmt} thermal as the reference")
-        if self.thermal is not None and (problem := self.thermal.check(tfmt)):
-            raise InputError(problem)
+        if self.thermal is not None:
+            codec = resolve(self.thermal_choice, tfmt)
+            if (problem := self._thermal_layer(codec).check(tfmt)):
+                raise InputError(problem)
         if stamp_ns is not None:
             last, self._last_stamp = self._last_stamp, stamp_ns
             if stamp_step(last, stamp_ns, self.max_gap_ns) in ("jump", "back", "reset"):
@@ -368,6 +378,9 @@ class StreamEncoder:
         signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
         reason = self._key_reason(force_key, signature, thermal, tfmt)
         key = reason is not None
+        if self.thermal is not None and key:   # (a format change is a key frame: the codec follows it)
+            self.thermal_codec = codec
+            self.thermal = self._thermal_layer(codec)
         rng = thermal_range(thermal, tfmt, self.thermal_codec) if key else self._range
         if key:
             self._apply_pending()

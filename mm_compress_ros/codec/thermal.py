@@ -26,6 +26,18 @@ import numpy as np
 from .packet import SIXTEEN_BIT
 from .videocodec import LowDelayEncoder, VideoCodecError, VideoDecoder
 
+# ``auto``: the standard thermal layer that fits the camera: H.264 for 8-bit thermal (Foxglove and
+# every player decode it), H.265 at 12 bits for 16-bit counts (H.264 here codes 8 bits only)
+AUTO = "auto"
+
+
+def resolve(choice: str, fmt: str) -> str:
+    """The thermal codec a user's choice means for thermal of format ``fmt``."""
+    if choice != AUTO:
+        return choice
+    return "h265" if fmt in SIXTEEN_BIT else "h264"
+
+
 CODE_MAX_12 = 4095   # 12-bit codes: 0..4095
 MIN_WINDOW_12 = 256  # counts: the narrowest 16-bit range a 12-bit GOP codes (16 codes per count)
 

@@ -101,6 +101,21 @@ def iter_source(src: str | os.PathLike, modality: str) -> Iterator[np.ndarray]:
         raise FrameSourceError(f"no such file or directory: {src}")
 
 
+def input_fps(src: str | os.PathLike) -> float | None:
+    """The frame rate a video file declares (None for a frame folder, or a video without one)."""
+    import av
+
+    src = Path(src)
+    if src.is_dir() or not src.is_file():
+        return None
+    try:
+        with av.open(str(src)) as c:
+            rate = c.streams.video[0].average_rate or c.streams.video[0].guessed_rate
+    except (av.FFmpegError, IndexError):
+        return None
+    return float(rate) if rate else None
+
+
 def count_frames(src: str | os.PathLike) -> int:
     src = Path(src)
     if src.is_dir():
