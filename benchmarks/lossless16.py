@@ -386,6 +386,35 @@ def markdown(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+MARK_BEGIN, MARK_END = "<!-- lossless16: benchmarks/lossless16.py -->", "<!-- /lossless16 -->"
+
+
+def render_section(result: dict) -> str:
+    """The "Lossless 16-bit thermal" section of docs/results.md (benchmarks/results.py keeps it)."""
+    sets = ", ".join(f"{d['name']} ({d['frames']} x {d['size'][0]}x{d['size'][1]}, counts {d['min']}-{d['max']}; "
+                     f"{d['note']})" for d in result["datasets"])
+    return ("## Lossless 16-bit thermal (`--thermal-codec lossless`)\n\n"
+            f"Measured by `{result['command']}` (libavcodec {result['machine']['libavcodec']}, PyAV "
+            f"{result['machine']['pyav']}) on {sets}. Every codec is checked value by value (exact); sizes are "
+            "bytes per frame (bits per pixel), against OpenCV's PNG at level 3, what compressed_image_transport "
+            "users have today; times are medians per frame on one core. The winner, "
+            f"**{result['winner']}**, is what `codec/lossless.py` codes (each frame self-contained).\n\n"
+            + markdown(result["summary"]) + "\n")
+
+
+def write_docs(result: dict, doc: Path = REPO / "docs" / "results.md") -> None:
+    """Puts the section into docs/results.md between its markers (before "## Reproduce")."""
+    text = doc.read_text()
+    section = f"{MARK_BEGIN}\n{render_section(result)}{MARK_END}\n"
+    if MARK_BEGIN in text:
+        a, b = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END) + 1
+        text = text[:a] + section + text[b:]
+    else:
+        i = text.index("## Reproduce")
+        text = text[:i] + section + "\n" + text[i:]
+    doc.write_text(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -397,7 +426,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "lossless16.json")
     ap.add_argument("--per-frame", action="store_true", help="keep per-frame times in the JSON")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--write-docs", action="store_true", help="also write the section of docs/results.md")
+    ap.add_argument("--docs-only", action="store_true", help="no measuring: the docs section from --out")
     args = ap.parse_args(argv)
+    if args.docs_only:
+        write_docs(json.loads(args.out.read_text()))
+        return 0
 
     from tqdm import tqdm
 
@@ -442,6 +476,8 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(summary))
     print(f"\nwinner (smallest exact self-contained codec): {result['winner']}; wrote {args.out}")
+    if args.write_docs:
+        write_docs(result)
     return 0
 
 

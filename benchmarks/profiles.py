@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mm_compress_ros.codec.reference import STANDARD_LEVELS, reference_qp  # noqa: E402
+from mm_compress_ros.codec.profiles import STANDARD_LEVELS, reference_qp  # noqa: E402
 from mm_compress_ros.codec.stream import codec_threads  # noqa: E402,F401
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402
 from mm_compress_ros.codec.zoo import load_model  # noqa: E402
@@ -37,6 +37,7 @@ from mm_compress_ros.eval.bdrate import BDError, bd_rate  # noqa: E402
 from mm_compress_ros.eval.learned import run_sequence  # noqa: E402
 from mm_compress_ros.eval.metrics import psnr  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences  # noqa: E402
+from mm_compress_ros.eval.yardstick import log_rate_at as _rate_at  # noqa: E402
 
 MODS = ("rgb", "thermal")
 # (name here, codec in rd.json): the anchors first, then the learned profile
@@ -82,16 +83,6 @@ def pair_curve(points):
     """(bits per RGB pixel of the pair, mean PSNR of the two modalities) per point."""
     return ([p["rgb"]["bpp"] + p["thermal"]["bpp"] for p in points],
             [(p["rgb"]["psnr"] + p["thermal"]["psnr"]) / 2 for p in points])
-
-
-def _rate_at(anchor_pts, mod: str, psnr_db: float) -> float | None:
-    """The anchor's bits per pixel at ``psnr_db`` on one modality: log-rate interpolated linearly
-    between its two nearest points in PSNR; None outside its measured range (no extrapolation)."""
-    pts = sorted((p[mod]["psnr"], np.log(p[mod]["bpp"])) for p in anchor_pts)
-    xs, ys = [a for a, _ in pts], [b for _, b in pts]
-    if not xs[0] <= psnr_db <= xs[-1]:
-        return None
-    return float(np.exp(np.interp(psnr_db, xs, ys)))
 
 
 def pair_vs_anchor(anchor_pts, pts) -> dict:

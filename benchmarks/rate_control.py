@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC  # noqa: E402
+from mm_compress_ros.codec.profiles import DEFAULT_REFERENCE_CODEC  # noqa: E402
 from mm_compress_ros.codec.stream import StreamEncoder  # noqa: E402
 from mm_compress_ros.codec.zoo import load_model  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences  # noqa: E402

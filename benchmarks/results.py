@@ -128,6 +128,12 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
         pres = json.loads(prof.read_text())
         if pres.get("model_sha256") == result.get("model", {}).get("sha256"):
             L.append(f"{profiles.MARK_BEGIN}\n{profiles.render_markdown(pres)}{profiles.MARK_END}\n")
+    lossless = Path(__file__).resolve().parents[1] / "docs" / "results" / "lossless16.json"
+    if lossless.is_file():   # benchmarks/lossless16.py: the lossless thermal layer's codec choice
+        import lossless16
+
+        L.append(f"{lossless16.MARK_BEGIN}\n{lossless16.render_section(json.loads(lossless.read_text()))}"
+                 f"{lossless16.MARK_END}\n")
     L.append("## Reproduce\n")
     L.append(f"```\n{command}\n```\n")
     L.append("Tables only (any data, any crop): `mm-compress eval DATA --out DIR` "

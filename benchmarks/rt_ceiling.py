@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from cross_modal_hybrid import rigs  # noqa: E402
 
 from mm_compress_ros.codec import intnet  # noqa: E402
-from mm_compress_ros.codec.reference import reference_qp  # noqa: E402
+from mm_compress_ros.codec.profiles import reference_qp  # noqa: E402
 from mm_compress_ros.codec.rtcodec import Y_MAX  # noqa: E402
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402
 from mm_compress_ros.codec.zoo import load_model  # noqa: E402

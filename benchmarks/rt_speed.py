@@ -62,7 +62,7 @@ if str(REPO) not in sys.path:
 
 from mm_compress_ros.codec.imaging import from_tensor, padded, to_tensor  # noqa: E402
 from mm_compress_ros.codec.intnet import IntConv2d  # noqa: E402
-from mm_compress_ros.codec.reference import reference_qp  # noqa: E402
+from mm_compress_ros.codec.profiles import reference_qp  # noqa: E402
 from mm_compress_ros.codec.rtcodec import RTConfig, RTDependentCodec  # noqa: E402
 from mm_compress_ros.codec.stream import CODEC_THREADS  # noqa: E402
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import CliError
+from .options import model_args, reference_args
 
 
 def _expected_errors():
@@ -237,7 +238,7 @@ def cmd_models(args) -> None:
 def _profiles(config: dict) -> list[tuple[str, str]]:
     """The profiles a streaming model offers (`mm-compress models`): a real-time model (arch rt)
     codes only the dependent modality, so it has no fully learned profile."""
-    from .codec.reference import DEFAULT_REFERENCE_CODEC, reference_qp
+    from .codec.profiles import DEFAULT_REFERENCE_CODEC, reference_qp
 
     levels = config["levels"]
     qps = f"QP {reference_qp(1, levels)}..{reference_qp(levels, levels)}"
@@ -310,50 +311,6 @@ def cmd_export(args) -> None:
 
 # -- argument parsing --------------------------------------------------------------------------
 
-def _model_args(p, from_stream: bool = False, by_profile: bool = False):
-    from .codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL
-
-    if by_profile:    # an encoder: the model of the --reference-codec profile, unless given
-        p.add_argument("--model", default=None,
-                       help=f"shipped model name (see `mm-compress models`; default: the profile's: none for a "
-                            f"standard thermal layer (the default), {DEFAULT_HYBRID_MODEL} for --thermal-codec learned, "
-                            f"{DEFAULT_MODEL} for --reference-codec learned)")
-        p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
-                       help="which modality is coded with the other as context")
-    elif from_stream:   # a decoder: the model (and direction) the stream names, unless given
-        p.add_argument("--model", default=None,
-                       help="shipped model name (default: the one the stream's packets name)")
-        p.add_argument("--direction", default=None, choices=["thermal_given_rgb", "rgb_given_thermal"],
-                       help="which modality is coded with the other as context (default: the stream's)")
-    else:
-        p.add_argument("--model", default=DEFAULT_MODEL, help="shipped model name (see `mm-compress models`)")
-        p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"],
-                       help="which modality is coded with the other as context")
-    p.add_argument("--device", default="auto", help="auto, cuda or cpu")
-    p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
-
-
-def reference_args(p) -> None:
-    """--reference-codec, --thermal-codec, --encoder and --target-kbps (encode, bag encode)."""
-    from .codec.packet import REFERENCE_CODECS, THERMAL_CODECS
-    from .codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
-    from .codec.videocodec import ENCODERS
-
-    p.add_argument("--reference-codec", default=DEFAULT_REFERENCE_CODEC, choices=list(REFERENCE_CODECS),
-                   help="how the reference modality (RGB) is coded: h264/h265 (a standard low-delay stream "
-                        f"any player decodes) or learned (fully learned profile); default {DEFAULT_REFERENCE_CODEC}")
-    p.add_argument("--thermal-codec", default=DEFAULT_THERMAL_CODEC, choices=["auto", *THERMAL_CODECS],
-                   help="how thermal is coded: h264/h265 (a standard stream of its own; 16-bit thermal: h265 at "
-                        "12 bits, counts come back as 16-bit), lossless (every value exact, 16-bit too), auto "
-                        "(h264 for 8-bit thermal, h265 for 16-bit): the standard profile, no model; or learned "
-                        f"(the model, given the decoded RGB: the hybrid profile); default {DEFAULT_THERMAL_CODEC}")
-    p.add_argument("--encoder", default="auto", choices=list(ENCODERS),
-                   help="h264/h265 encoder: auto (NVENC when present, else libx264/libx265), software, nvenc")
-    p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS",
-                   help="target-bitrate mode: kbit/s of the pair (both layers' quality moves at every key "
-                        "frame; --quality is the start); 0 = constant quality (default)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mm-compress", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -374,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "outputs) as DIR/rgb/NNNN.png, DIR/thermal/NNNN.png")
     p.add_argument("--force", action="store_true", help="replace an existing --out (and --recon)")
     p.add_argument("--quiet", action="store_true")
-    _model_args(p, by_profile=True)
+    model_args(p, by_profile=True)
     reference_args(p)
     p.set_defaults(func=cmd_encode)
 
@@ -383,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace an existing, non-empty --out folder")
     p.add_argument("--quiet", action="store_true")
-    _model_args(p, from_stream=True)
+    model_args(p, from_stream=True)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="per-frame packet sizes and frame types as JSON")

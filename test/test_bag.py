@@ -4,7 +4,6 @@ sqlite3), other topics copied through byte for byte, bag info, and the one-line 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 import os
 import shutil
 import subprocess
@@ -22,7 +21,6 @@ from mm_compress_ros.io.ros_image import stamp_to_ns
 from mm_compress_ros.bag.rawbag import write_raw_bag
 from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, full_msgdef_from_files, typestore
 from mm_compress_ros.cli import main as cli_main
-from mm_compress_ros.codec.zoo import DEFAULT_HYBRID_MODEL
 from mm_compress_ros.io.ros_image import image_to_numpy, to_rgb
 
 pytestmark = [pytest.mark.needs_codec, pytest.mark.needs_data]
@@ -77,11 +75,11 @@ def read_all(path):
         r.close()
 
 
-@lru_cache(maxsize=None)
 def _model():
-    from mm_compress_ros.codec.zoo import load_model
+    return None   # bag encode's default: the standard profile, both cameras standard streams, no model
 
-    return load_model(DEFAULT_HYBRID_MODEL, device="cpu")   # bag encode's default (profile h264)
+
+DEFAULT_CODEC, DEFAULT_LEVEL = "h264+h264", 32   # EncodedFrame.codec and quality of that profile (8-bit thermal)
 
 
 def reference_decode(enc_bag, topic="/encoded"):
@@ -135,13 +133,13 @@ def test_encoded_bag_carries_stamps_frame_ids_and_a_rosbag2_compatible_type(bags
         assert stamp_to_ns(m.thermal_stamp) == bags.stamps["thermal_stamps"][i]
         assert (m.header.frame_id, m.thermal_frame_id) == ("rgb_optical_frame", "thermal_optical_frame")
         assert (m.rgb_encoding, m.thermal_encoding) == ("bgr8", "mono8")
-        assert m.sequence == i and m.codec == DEFAULT_HYBRID_MODEL and m.quality == _model().default_quality
+        assert m.sequence == i and m.codec == DEFAULT_CODEC and m.quality == DEFAULT_LEVEL
         h = read_header(m.data.tobytes())
         assert m.frame_type == h.frame_type == (0 if i % GOP == 0 else 1)
         assert h.frame_index == i and h.rgb_format == "bgr8" and h.rgb_size == (128, 192)
     # The packets are what StreamEncoder makes of the same frames (RGB handed over in RGB order).
     from mm_compress_ros.codec.packet import read_packet
-    from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC
+    from mm_compress_ros.codec.profiles import DEFAULT_REFERENCE_CODEC
     from mm_compress_ros.codec.stream import StreamEncoder
 
     # bag encode's default profile; x264/x265 are deterministic for the same input and settings
@@ -269,7 +267,7 @@ def test_info_text_and_json(bags, capsys):
     assert (topics["/encoded"]["count"], topics["/note"]["count"], topics["/gps/point"]["count"]) == (N, 4, 4)
     e = topics["/encoded"]["encoded"]
     assert e["frames"] == N and e["key_sequences"] == [0, 3] and e["sequence_gaps"] == 0
-    assert e["model"] == DEFAULT_HYBRID_MODEL and e["quality"] == _model().default_quality
+    assert e["model"] == "" and e["profile"] == "standard" and e["quality"] == DEFAULT_LEVEL
     assert e["rgb"] == "192x128 bgr8"
     raw = read_all(bags.enc)["/encoded"]
     store = typestore()

@@ -114,11 +114,13 @@ def test_record_live_encoder_then_bag_decode(ros, tmp_path):
         assert (th.header.frame_id, th.encoding, th.width, th.height) == ("thermal_optical_frame", "mono16", W, H)
     # Bit-exact: what the codec's own decoder makes of the recorded packets (no loss added by
     # recording or by bag decode; quality against the raw images is the model's business).
+    from mm_compress_ros.codec.packet import read_header
     from mm_compress_ros.codec.stream import StreamDecoder
-    from mm_compress_ros.codec.zoo import load_model
+    from mm_compress_ros.codec.zoo import decoding_model
     from mm_compress_ros.io.ros_image import image_to_numpy
 
-    dec = StreamDecoder(load_model(encoded[0].codec, device="cpu"))   # the model the packets name
+    # the model the packets name (none: the default, standard profile)
+    dec = StreamDecoder(decoding_model(read_header(encoded[0].data.tobytes()), device="cpu"))
     for e, rgb, th in zip(encoded, got["/decoded/rgb"], got["/decoded/thermal"]):
         pair = dec.decode(e.data.tobytes())
         assert np.array_equal(image_to_numpy(rgb), pair.rgb)

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from conftest import DATA_ROOT, PROCS, read_jsonl, start_launch, wait_for, wait_for_log
-from mm_compress_ros.codec.zoo import DEFAULT_HYBRID_MODEL
 
 pytestmark = pytest.mark.ros
 
@@ -75,12 +74,14 @@ def offline_decode(encoded):
 
     import numpy as np
 
+    from mm_compress_ros.codec.packet import read_header
     from mm_compress_ros.codec.stream import StreamDecoder
-    from mm_compress_ros.codec.zoo import load_model
+    from mm_compress_ros.codec.zoo import decoding_model
 
-    dec = StreamDecoder(load_model(DEFAULT_HYBRID_MODEL, direction="thermal_given_rgb", device="cpu"))
+    encoded = sorted(encoded, key=lambda e: e["sequence"])
+    dec = StreamDecoder(decoding_model(read_header(base64.b64decode(encoded[0]["data_b64"])), device="cpu"))
     out = {}
-    for e in sorted(encoded, key=lambda e: e["sequence"]):
+    for e in encoded:
         pair = dec.decode(base64.b64decode(e["data_b64"]))
         assert pair is not None
         th = pair.thermal.astype(pair.thermal.dtype.newbyteorder("<"))
@@ -131,7 +132,8 @@ def test_pipeline_launch_end_to_end_on_real_frames(ros, tmp_path):
         assert e["stamp"] in raw_rgb and e["thermal_stamp"] in raw_th
         assert e["frame_id"] == "rgb_optical_frame" and e["thermal_frame_id"] == "thermal_optical_frame"
         assert (e["rgb_encoding"], e["thermal_encoding"]) == ("bgr8", "mono16")
-        assert e["codec"] == DEFAULT_HYBRID_MODEL and e["quality"] == 32   # the default model's middle level
+        # the default profile: both cameras standard streams (mono16 thermal: H.265 at 12 bits), middle level
+        assert (e["codec"], e["profile"], e["thermal_codec"], e["quality"]) == ("h264+h265", "standard", "h265", 32)
         assert e["sizes"]["rgb"] > 0 and e["sizes"]["thermal"] > 0
 
     # Every encoded frame is decoded and comes back with its original stamp, frame_id, encoding.
@@ -167,7 +169,8 @@ def test_encoder_drops_to_newest_pair_under_overload(ros, tmp_path):
         "sample_publisher": sample_params(count, rate),
         # the first design on one thread cannot keep up with 30 Hz (the drops below check it);
         # the default real-time model can, so it would not overload
-        "encoder_node": {"torch_threads": THREADS, "diagnostics_period": 0.5, "model": "mmvc"},
+        "encoder_node": {"torch_threads": THREADS, "diagnostics_period": 0.5, "model": "mmvc",
+                         "thermal_codec": "learned"},
     }
     enc_proc = start_launch(ros, "pipeline.launch.py", {"path": str(SEQ)}, params, only=("encoder_node",))["encoder_node"]
     wait_for_log(enc_proc, "loaded in", 120, ros)

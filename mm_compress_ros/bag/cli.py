@@ -6,7 +6,7 @@ import json
 import sys
 
 from .bagio import STORAGES, BagError
-from ..cli import reference_args
+from ..options import reference_args
 from ..errors import claim_output
 from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
 

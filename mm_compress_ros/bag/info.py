@@ -61,6 +61,7 @@ def bag_info(path, bin_s: float = 1.0) -> dict:
                 try:
                     h = read_header(msg.data.tobytes())
                     e.update(model=h.model_id, weights=h.model_hash.hex(), direction=h.direction,
+                             profile=h.profile, reference_codec=h.reference_codec, thermal_codec=h.thermal_codec,
                              quality=h.quality, rgb=f"{h.rgb_size[1]}x{h.rgb_size[0]} {msg.rgb_encoding}",
                              thermal=f"{h.thermal_size[1]}x{h.thermal_size[0]} {msg.thermal_encoding}",
                              rgb_frame_id=msg.header.frame_id, thermal_frame_id=msg.thermal_frame_id)
@@ -127,7 +128,9 @@ def format_info(info: dict) -> str:
         lines += ["", f"{t['topic']}: {e['frames']} frames, {e['key_frames']} key "
                       f"(sequences {_ranges(e['key_sequences'])})"]
         if "model" in e:
-            lines.append(f"  model {e['model']} ({e['direction']}, weights {e['weights']}), quality {e['quality']}, "
+            codec = (f"model {e['model']} ({e['direction']}, weights {e['weights']})" if e["model"] else
+                     f"profile {e['profile']}: RGB {e['reference_codec']}, thermal {e['thermal_codec']}")
+            lines.append(f"  {codec}, quality {e['quality']}, "
                          f"RGB {e['rgb']} [{e['rgb_frame_id']}], thermal {e['thermal']} [{e['thermal_frame_id']}]")
         lines.append(f"  mean bytes: key {e['mean_key_bytes']}, predicted {e['mean_predicted_bytes']}; "
                      f"sequence gaps {e['sequence_gaps']} ({e['lost']} lost)")

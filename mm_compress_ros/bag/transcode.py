@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.reference import DEFAULT_REFERENCE_CODEC
+from ..codec.profiles import DEFAULT_REFERENCE_CODEC
 from ..io.encoded_frame import decoded_image, encoded_frame
 from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, stamp_to_ns, to_rgb
 from ..ros.synchronizer import ApproximateTimeSynchronizer

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .multimodal import PAD
+from .api import PAD
 
 
 def to_tensor(img: np.ndarray, device, lo: int = 0, hi: int = 255) -> torch.Tensor:

@@ -20,17 +20,11 @@ from compressai.models.base import get_scale_table
 from .layers import ChannelAlignment, FeatureExtractor, resize_to
 from .models import ConditionalCodec
 
-PAD = 64  # images are padded to a multiple of this (g_a: /16, h_a: /4)
+from .api import CHANNELS, DIRECTIONS, PAD  # noqa: F401 (re-exported: the contract both designs share)
+
 # The reference input of a single-modality baseline (a model card with "reference_input": "blank"):
 # a constant 8-bit image, so that its dependent codec gets no information from the other camera.
 BLANK_REFERENCE = 128
-
-DIRECTIONS = {
-    # direction: (reference modality, dependent modality)
-    "thermal_given_rgb": ("rgb", "thermal"),
-    "rgb_given_thermal": ("thermal", "rgb"),
-}
-CHANNELS = {"rgb": 3, "thermal": 1}
 
 
 @dataclass
@@ -145,12 +139,6 @@ class MultiModalCodec(nn.Module):
         """Sections: ref y, ref z, alignment, dep y, dep z."""
         r_str, r_dig, ref_hat, stages = self.compress_ref(ref, level)
         d_str, d_dig, dep_hat = self.compress_dep_key(ref_hat, stages, dep, level)
-        return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat)
-
-    def compress_predicted(self, ref, dep, prev: Decoded, level):
-        """Sections: ref y, ref z, dep y, dep z."""
-        r_str, r_dig, ref_hat, _ = self.compress_ref(ref, level, prev.ref)
-        d_str, d_dig, dep_hat = self.compress_dep_predicted(ref_hat, dep, prev.dep, level)
         return [*r_str, *d_str], (r_dig, d_dig), Decoded(ref_hat, dep_hat)
 
     def compress_dep_key(self, ref_hat, stages, dep, level):

@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .profiles import REFERENCE_CODEC_NAMES, THERMAL_CODEC_NAMES, profile_name
+
 MAGIC = b"MMCP"
 VERSION = 3
 READABLE_VERSIONS = (2, 3)   # version 2 (no thermal-layer fields: thermal always learned) is still read
@@ -24,20 +26,12 @@ RGB_FORMATS = {"rgb8": 0, "bgr8": 1}
 THERMAL_FORMATS = {"mono8": 0, "mono16": 1, "16UC1": 2, "8UC1": 3}
 SIXTEEN_BIT = ("mono16", "16UC1")
 # how the reference modality is coded: this model's learned reference codec, or a standard video codec
-REFERENCE_CODECS = {"learned": 0, "h264": 1, "h265": 2}
+REFERENCE_CODECS = {name: code for code, name in enumerate(REFERENCE_CODEC_NAMES)}
 # how the dependent (thermal) modality is coded: the model's dependent codec given the decoded
 # reference, a standard low-delay video stream of its own, or losslessly (16-bit kept exact)
-THERMAL_CODECS = {"learned": 0, "h264": 1, "h265": 2, "lossless": 3}
+THERMAL_CODECS = {name: code for code, name in enumerate(THERMAL_CODEC_NAMES)}
 STANDARD_THERMAL = ("h264", "h265", "lossless")
 NO_MAX_ERROR = 0xFFFF   # thermal max error field: not measured
-
-
-def profile_name(reference_codec: str, thermal_codec: str = "learned") -> str:
-    """``learned`` (both by the model), ``hybrid`` (RGB standard, thermal by the model given it) or
-    ``standard`` (both standard streams: no model at all)."""
-    if reference_codec == "learned":
-        return "learned"
-    return "hybrid" if thermal_codec == "learned" else "standard"
 
 
 # The sections of a packet, in order, as (role, name); role "ref" or "dep" is the reference or the

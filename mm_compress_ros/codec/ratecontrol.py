@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from .reference import QP_FIRST, QP_LAST, reference_qp
+from .profiles import QP_FIRST, QP_LAST, reference_qp
 
 QP_MAX, QP_MIN = 51, 12
 

@@ -21,30 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .api import DependentCodec, LearnedReferenceCodec
 from .imaging import to_tensor
-from .multimodal import MultiModalCodec
 from .packet import REFERENCE_CODECS
+from .profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS, reference_qp  # noqa: F401 (TODO: callers to import profiles)
 from .videocodec import CODECS, LowDelayEncoder, VideoDecoder
-
-# quality level (1 = smallest stream) -> QP of the standard codec, from level 1 to the top level;
-# the same knob moves the dependent codec's level (its lambda) one for one.
-QP_FIRST, QP_LAST = 37, 22
-# the profile the command line, the nodes and `make demo` use unless told otherwise: the measured
-# winner on m3svd_seq (docs/results.md, "Profiles": both cameras as H.264, the standard profile)
-DEFAULT_REFERENCE_CODEC = "h264"
-DEFAULT_THERMAL_CODEC = "auto"   # H.264 for 8-bit thermal, H.265 at 12 bits for 16-bit counts (thermal.resolve)
-# quality levels of a stream coded without a learned model (both layers standard): the same knob
-# as the real-time model's 64 levels, so a level means the same QPs in either profile
-STANDARD_LEVELS = 64
-
-
-def reference_qp(level: float, levels: int) -> int:
-    """QP of the standard reference codec at quality ``level`` (1..levels; the rate controller's
-    continuous knob goes past both ends, its caller bounds the QP)."""
-    if levels <= 1:
-        return QP_LAST
-    return round(QP_FIRST + (QP_LAST - QP_FIRST) * (level - 1) / (levels - 1))
-
 
 @dataclass
 class CodedReference:
@@ -62,7 +43,7 @@ class LearnedReference:
     codec = "learned"
     encoder_name = None   # no standard encoder
 
-    def __init__(self, net: MultiModalCodec):
+    def __init__(self, net: LearnedReferenceCodec):
         self.net = net
 
     def reset(self) -> None:
@@ -86,7 +67,7 @@ class VideoReference:
     standard profile (no learned layer): the decoded picture is then only an image, and the encoder
     decodes its own access units only when ``local_decode`` (a reconstruction is wanted)."""
 
-    def __init__(self, net: MultiModalCodec | None, codec: str, encoder: str = "auto"):
+    def __init__(self, net: DependentCodec | None, codec: str, encoder: str = "auto"):
         self.net, self.codec, self.encoder_choice = net, codec, encoder
         self.channels = 3 if net is None or net.ref_name == "rgb" else 1
         self.local_decode = True
@@ -127,7 +108,7 @@ class VideoReference:
         return self._picture(sections[0], size, key, level, qp)
 
 
-def make_reference(net: MultiModalCodec | None, codec: str, encoder: str = "auto"):
+def make_reference(net: DependentCodec | None, codec: str, encoder: str = "auto"):
     """The reference coder for a packet's or a user's ``reference_codec``."""
     if codec == "learned":
         if net is None:

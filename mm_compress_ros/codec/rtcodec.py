@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .api import CHANNELS, DIRECTIONS
 from .entropy import IDX0, N_SCALES, SkipGaussianCoder, SymbolBottleneck
 from .intnet import ACT_MAX, ACT_MIN, IntConv2d, exact_mode, freeze, int_resize, round_ste
 from .packet import CorruptPacket, EntropyMismatch
@@ -57,8 +58,6 @@ DELTA_MAX = 4095
 # input identical to the previous one is always a repeated frame (there is nothing new to send).
 MODE_SKIP, MODE_REPEAT = 0, 1
 SKIP_FRAME_TRY = 0.05
-CHANNELS = {"rgb": 3, "thermal": 1}
-DIRECTIONS = {"thermal_given_rgb": ("rgb", "thermal"), "rgb_given_thermal": ("thermal", "rgb")}
 
 
 @dataclass

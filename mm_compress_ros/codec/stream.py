@@ -23,10 +23,12 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFE
                      STANDARD_THERMAL, THERMAL_CODECS, CorruptPacket, EntropyMismatch, Limits, ModelMismatch,
                      PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
-from .reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS, make_reference, reference_qp
+from .profiles import (DEFAULT_DIRECTION, DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS,
+                       check_profile, profile_name, reference_qp)
+from .reference import make_reference
 from .thermal import AUTO, fits, make_thermal, resolve, thermal_range
 from .videocodec import VideoCodecError
-from .zoo import DEFAULT_DIRECTION, LoadedModel, has_learned_reference
+from .zoo import LoadedModel, has_learned_reference
 
 NO_MODEL_HASH = bytes(8)   # the weights hash of a stream coded without a learned model
 
@@ -194,17 +196,6 @@ class _Pictures:
     thermal: np.ndarray
 
 
-def check_profile(reference_codec: str, thermal_codec: str) -> None:
-    """Raises ValueError (one line) for a combination of layers that is not a profile."""
-    if reference_codec not in REFERENCE_CODECS:
-        raise ValueError(f"unknown reference codec {reference_codec!r}; use one of {sorted(REFERENCE_CODECS)}")
-    if thermal_codec not in THERMAL_CODECS and thermal_codec != AUTO:
-        raise ValueError(f"unknown thermal codec {thermal_codec!r}; use one of {sorted([*THERMAL_CODECS, AUTO])}")
-    if reference_codec == "learned" and thermal_codec != "learned":
-        raise ValueError(f"thermal codec {thermal_codec} needs a standard RGB layer: use reference codec h264 or h265 "
-                         "(the learned profile codes both cameras with the model)")
-
-
 class StreamEncoder:
     """Codes frame pairs into packets.
 
@@ -300,6 +291,12 @@ class StreamEncoder:
     def model_id(self) -> str:
         """The model the packets name ("" in the standard profile: no model)."""
         return self.model.model_id if self.model is not None else ""
+
+    @property
+    def codec_id(self) -> str:
+        """What codes the stream, for EncodedFrame.codec and logs: the model, or (standard profile)
+        the two layers' codecs, e.g. ``h264+h264``."""
+        return self.model_id or f"{self.reference_codec}+{self.thermal_codec}"
 
     def last_pair(self) -> DecodedPair | None:
         """The images a decoder outputs for the last packet (the encoder's own reconstruction)."""

@@ -24,11 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .packet import SIXTEEN_BIT
+from .profiles import AUTO
 from .videocodec import LowDelayEncoder, VideoCodecError, VideoDecoder
 
-# ``auto``: the standard thermal layer that fits the camera: H.264 for 8-bit thermal (Foxglove and
-# every player decode it), H.265 at 12 bits for 16-bit counts (H.264 here codes 8 bits only)
-AUTO = "auto"
 
 
 def resolve(choice: str, fmt: str) -> str:

@@ -20,12 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .device import resolve_device
-from .multimodal import DIRECTIONS, ModelConfig, MultiModalCodec
+from .api import DIRECTIONS, LearnedReferenceCodec
+from .multimodal import ModelConfig, MultiModalCodec
 from .rtcodec import RTConfig, RTDependentCodec
 
-DEFAULT_MODEL = "mmvc"          # the fully learned profile's model (both modalities learned)
-DEFAULT_HYBRID_MODEL = "mmrt"   # the hybrid profile's: the real-time dependent codec (docs/results.md)
-DEFAULT_DIRECTION = "thermal_given_rgb"
+from .profiles import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL, default_model  # noqa: E402,F401
 
 
 class ModelError(ValueError):
@@ -82,15 +81,6 @@ ARCHS = {
 }
 
 
-def default_model(reference_codec: str, thermal_codec: str = "learned") -> str | None:
-    """The model a profile uses unless one is named: ``learned`` needs a model with its own
-    reference codec; h264/h265 with learned thermal take the real-time dependent codec; a standard
-    thermal layer needs no model (None)."""
-    if thermal_codec != "learned":
-        return None
-    return DEFAULT_MODEL if reference_codec == "learned" else DEFAULT_HYBRID_MODEL
-
-
 def build_net(config: dict) -> MultiModalCodec | RTDependentCodec:
     """The (untrained) network a model card's or checkpoint's ``config`` describes."""
     arch = config.get("arch", "mmvc")
@@ -102,7 +92,7 @@ def build_net(config: dict) -> MultiModalCodec | RTDependentCodec:
 
 def has_learned_reference(net) -> bool:
     """Whether ``net`` has its own reference codec (the fully learned profile)."""
-    return hasattr(net, "compress_ref")
+    return isinstance(net, LearnedReferenceCodec)
 
 
 def sha256_file(path: Path) -> str:

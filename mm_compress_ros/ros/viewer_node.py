@@ -526,7 +526,7 @@ class ViewerNode(Node):
         self._bits = {m: Window(self.window_s) for m in MODALITIES}
         self._packets = Window(self.window_s)
         self.link = {"packets": 0, "key_frames": 0, "sequence": None, "frame_type": None, "quality": None,
-                     "codec": None, "reference_codec": None, "lost": 0, "restarts": 0, "unreadable": 0}
+                     "codec": None, "reference_codec": None, "thermal_codec": None, "lost": 0, "restarts": 0, "unreadable": 0}
         # From /diagnostics: name -> (role, level, message, values, monotonic time)
         self._diag: dict[str, tuple] = {}
         self.encoder_params: dict | None = None   # the encoder's quality / target_kbps, read back
@@ -606,6 +606,7 @@ class ViewerNode(Node):
             return
         with self._lock:
             self.link["reference_codec"] = header.reference_codec
+            self.link["thermal_codec"] = header.thermal_codec
         for m in MODALITIES:
             self._bits[m].add(8.0 * sizes[m], now)
 

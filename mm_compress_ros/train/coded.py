@@ -27,8 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..codec.profiles import reference_qp
+
 CODEC = "h264"
-CODED_QPS = (37, 30, 22)     # QP_FIRST, the middle and QP_LAST of codec.reference: levels 1, 32, 64
+# the QPs of levels 1, 32 and 64 of the real-time model (codec.reference.reference_qp: 37, 30, 22)
+CODED_QPS = tuple(reference_qp(level, 64) for level in (1, 32, 64))
 GOP = 10                     # the stream's default key-frame interval
 _NAME = re.compile(r"rgb_h264_qp(\d+)\.h264$")
 

@@ -78,7 +78,7 @@ class RTTrainer(Trainer):
         if qps and not cfg.blank_reference:
             if self.model.ref_name != "rgb":
                 raise ValueError("coded references are RGB: they train the thermal_given_rgb direction")
-            from ..codec.reference import reference_qp
+            from ..codec.profiles import reference_qp
             from .coded import nearest
 
             self._coded_lut = torch.tensor([nearest(qps, reference_qp(lv + 1, cfg.model.levels))

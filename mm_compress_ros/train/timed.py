@@ -260,13 +260,6 @@ def save_shards(tensors: dict[str, torch.Tensor], out: Path, meta: dict, shard_m
     return meta
 
 
-def is_sharded(run: Path) -> bool:
-    try:
-        return json.loads((Path(run) / "checkpoint.json").read_text()).get("format") == CHECKPOINT_FORMAT
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def load_shards(run: Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a sharded checkpoint, each shard checked against its SHA-256 in the JSON."""
     run = Path(run)

@@ -303,7 +303,7 @@ class Trainer:
     def _video_refs(self, frames: list[torch.Tensor], level: torch.Tensor) -> list[torch.Tensor]:
         """Codes each sample's frames (a key frame, then predicted ones) as one low-delay stream at
         its level's QP and returns libavcodec's decoded pictures, as the hybrid profile does."""
-        from ..codec.reference import reference_qp
+        from ..codec.profiles import reference_qp
         from ..codec.videocodec import LowDelayEncoder, VideoDecoder
 
         codec, levels = self._video_codec(), self.cfg.model.levels

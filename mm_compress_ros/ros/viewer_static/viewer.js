@@ -177,7 +177,8 @@ function onStats(s) {
   $("link-type").textContent = L.frame_type || "-";
   $("link-keys").textContent = String(L.key_frames);
   $("link-quality").textContent = L.quality === null ? "-" : String(L.quality);
-  $("link-profile").textContent = L.reference_codec ? `${L.codec}, reference ${L.reference_codec}` : "-";
+  $("link-profile").textContent = L.reference_codec
+    ? `${L.codec}, RGB ${L.reference_codec}, thermal ${L.thermal_codec}` : "-";
   $("link-dec-latency").textContent = dv ? fmt(num(dv, "latency_ms_mean"), 0) : "n/a";
   const p = s.encoder_params;
   $("link-params").textContent = p ? `quality ${p.quality}, target_kbps ${p.target_kbps}` : "unknown";
