@@ -18,7 +18,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import get_scale_table
 
 from .layers import ChannelAlignment, FeatureExtractor, resize_to
-from .models import ConditionalCodec
+from .conditional import ConditionalCodec
 
 from .api import CHANNELS, DIRECTIONS, PAD  # noqa: F401 (re-exported: the contract both designs share)
 
