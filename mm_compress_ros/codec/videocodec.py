@@ -123,16 +123,20 @@ def _nvenc_usable() -> bool:
 
 
 def _options(encoder: str, qp: int) -> dict:
+    """Encoder settings: the most efficient ones that keep a 640x480 pair (RGB + thermal layer)
+    above 30 pairs/s on 2 cores with zero added latency (benchmarks/encoder_settings.py,
+    docs/benchmarks.md "Standard layers"): libx264 preset medium, libx265 preset faster, both with
+    tune zerolatency and without psycho-visual tuning (psy-rd trades PSNR for texture)."""
     if encoder == "libx264":
-        return {"preset": "faster", "tune": "zerolatency", "qp": str(qp), "bframes": "0",
+        return {"preset": "medium", "tune": "zerolatency", "qp": str(qp), "bframes": "0",
                 "forced-idr": "1", "g": "1000000", "sc_threshold": "0",
                 "x264-params": "rc-lookahead=0:sync-lookahead=0:colormatrix=smpte170m:colorprim=smpte170m"
-                               ":transfer=smpte170m:range=tv:log=-1"}
+                               ":transfer=smpte170m:range=tv:log=-1:psy=0"}
     if encoder == "libx265":
-        return {"preset": "superfast", "tune": "zerolatency", "qp": str(qp), "forced-idr": "1",
+        return {"preset": "faster", "tune": "zerolatency", "qp": str(qp), "forced-idr": "1",
                 "x265-params": "repeat-headers=1:bframes=0:rc-lookahead=0:keyint=-1:scenecut=0:open-gop=0:frame-threads=1"
                                ":colormatrix=smpte170m:colorprim=smpte170m:transfer=smpte170m:range=limited"
-                               ":log-level=error"}
+                               ":log-level=error:info=0:psy-rd=0:psy-rdoq=0"}
     # NVENC: constant QP, ultra-low-latency tuning, no B-frames, IDR on request, headers in band
     return {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0", "rc": "constqp", "qp": str(qp),
             "forced-idr": "1", "g": "1000000", "delay": "0"}
