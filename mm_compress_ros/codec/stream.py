@@ -210,7 +210,8 @@ class StreamEncoder:
     A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
     input size or pixel format changes, when 16-bit thermal leaves the value range its GOP codes,
     and when capture stamps (``stamp_ns`` of :meth:`encode`) jump forward by more than
-    ``max_gap_ns`` or go backwards: after such a gap the previous frame is a poor (or wrong)
+    the stream's own gap (:class:`StampRhythm`; ``max_gap_ns`` for a fixed one) or go backwards:
+    after such a gap the previous frame is a poor (or wrong)
     temporal reference. Both layers' key frames coincide. ``last_key_reason`` says why the last key
     frame was sent.
 
@@ -219,7 +220,7 @@ class StreamEncoder:
     """
 
     def __init__(self, model: LoadedModel | None, quality: int | None = None, gop: int = 10,
-                 stream_id: int | None = None, max_gap_ns: int = MAX_GAP_NS,
+                 stream_id: int | None = None, max_gap_ns: int | None = None,
                  reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto",
                  target_kbps: float = 0.0, fps: float = 10.0, thermal_codec: str | None = None,
                  reconstruct: bool = True):
@@ -270,8 +271,7 @@ class StreamEncoder:
         self._force_key = True
         self._signature = None
         self._range = (0, 255)
-        self._last_stamp: int | None = None
-        self.max_gap_ns = max_gap_ns
+        self.rhythm = StampRhythm(max_gap_ns)   # when a gap in the capture stamps ends the GOP
 
     @property
     def last_decoded(self) -> Decoded | None:
@@ -341,7 +341,7 @@ class StreamEncoder:
         if signature != self._signature:
             return "input changed"
         if force_key:
-            return "forced"
+            return force_key if isinstance(force_key, str) else "forced"
         if requested:
             return "requested"
         if self._since_key >= self.gop:
@@ -369,9 +369,9 @@ class StreamEncoder:
             if (problem := self._thermal_layer(codec).check(tfmt)):
                 raise InputError(problem)
         if stamp_ns is not None:
-            last, self._last_stamp = self._last_stamp, stamp_ns
-            if stamp_step(last, stamp_ns, self.max_gap_ns) in ("jump", "back", "reset"):
-                force_key = True
+            step = self.rhythm.step(stamp_ns)
+            if step in ("jump", "back", "reset"):
+                force_key = force_key or f"stamps: {step}"
         signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
         reason = self._key_reason(force_key, signature, thermal, tfmt)
         key = reason is not None
