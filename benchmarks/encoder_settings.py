@@ -81,12 +81,22 @@ PRODUCT_OPTIONS = vc._options   # the product's option dicts, captured before an
 
 # -- settings -----------------------------------------------------------------------------------
 
+# params this benchmark sets itself: dropped from the product's params first, so a setting means
+# the same whatever the product's current choice (preset defaults unless the setting says otherwise)
+OWN_PARAMS = {"libx264": ("psy",), "libx265": ("psy-rd", "psy-rdoq", "info")}
+
+
+def _drop_params(params: str, keys) -> str:
+    return ":".join(kv for kv in params.split(":") if kv and kv.split("=", 1)[0] not in keys)
+
+
 @dataclass(frozen=True)
 class Setting:
     codec: str              # h264 / h265
     preset: str
     psy: bool = True        # False: psy off (x264 psy=0; x265 psy-rd=0, psy-rdoq=0)
     refresh: int = 0        # periodic intra refresh with this period (0: none, IDRs when asked)
+    info: bool = False      # x265: keep its version/options SEI (repeated at every IDR); else info=0
     as_is: bool = False     # the product's option dict exactly as _options gives it
 
     @property
@@ -96,29 +106,36 @@ class Setting:
     @property
     def name(self) -> str:
         if self.as_is:
-            return f"{SHORT[self.codec]} product as is"
-        s = f"{SHORT[self.codec]} {self.preset} zl" + ("" if self.psy else "+psy0")
+            return f"{SHORT[self.codec]} product as is" + (f" ir{self.refresh}" if self.refresh else "")
+        s = f"{SHORT[self.codec]} {self.preset} zl" + ("" if self.psy else "+psy0") + (" +info SEI" if self.info else "")
         return s + (f" ir{self.refresh}" if self.refresh else "")
 
     def options(self, qp: int) -> dict:
-        """The product's ``_options`` dict with this setting's preset / tune / params overridden
+        """The product's ``_options`` dict with this setting's preset, tune and psy / info params
         (x264-params / x265-params are parsed in order, so an appended key wins)."""
         o = dict(PRODUCT_OPTIONS(self.encoder, qp))
+        key = "x264-params" if self.encoder == "libx264" else "x265-params"
         if self.as_is:
-            return o
-        o["preset"], o["tune"] = self.preset, "zerolatency"
+            params = o[key]
+        else:
+            o["preset"], o["tune"] = self.preset, "zerolatency"
+            params = _drop_params(o[key], OWN_PARAMS[self.encoder])
         if self.encoder == "libx264":
-            extra = "" if self.psy else ":psy=0"
+            params += "" if self.psy or self.as_is else ":psy=0"
             if self.refresh:
                 o["g"] = str(self.refresh)
-                extra += f":intra-refresh=1:keyint={self.refresh}"
-            o["x264-params"] = o["x264-params"] + extra
+                params += f":intra-refresh=1:keyint={self.refresh}"
         else:
-            extra = ":info=0" + ("" if self.psy else ":psy-rd=0:psy-rdoq=0")
+            if not self.as_is:
+                params += ("" if self.info else ":info=0") + ("" if self.psy else ":psy-rd=0:psy-rdoq=0")
             if self.refresh:
-                extra += f":keyint={self.refresh}:intra-refresh=1"
-            o["x265-params"] = o["x265-params"] + extra
+                params += f":keyint={self.refresh}:intra-refresh=1"
+        o[key] = params
         return o
+
+
+# the product's settings before issue 21 (libx264 faster; libx265 superfast with its info SEI)
+BEFORE = {"h264": Setting("h264", "faster"), "h265": Setting("h265", "superfast", info=True)}
 
 
 class SettingEncoder(LowDelayEncoder):
@@ -337,7 +354,7 @@ def apply_timing(point: dict, passes: list[list[float]]) -> None:
     """Per-frame encode time = the smallest over the timing passes (what the encoder costs with the
     machine to itself); the quality pass's own median is kept beside it."""
     best = np.min(np.asarray(passes), axis=0)
-    point["enc_ms_quality_pass_median"] = point["enc_ms_median"]
+    point.setdefault("enc_ms_quality_pass_median", point["enc_ms_median"])
     point["enc_ms_pass_medians"] = [round(float(np.median(p)), 3) for p in passes]
     point["enc_ms"] = [round(float(v), 3) for v in best]
     point["enc_ms_median"] = round(float(np.median(best)), 5)
@@ -685,19 +702,22 @@ def render_markdown(res: dict) -> str:
              f"time the smallest of {res.get('timing_passes', 0)} encode-only passes (0: the quality pass).\n")
     for layer in LAYERS:
         L.append(f"**{layer}** (BD-rate vs x265 low-delay P preset medium, keyint 10, eval/anchors.py; "
-                 f"\"vs product\": vs the current `_options` setting of the same codec)\n")
+                 f"\"vs before\": vs the product's setting of the same codec before issue 21; "
+                 f"(now) / (before): the product's settings)\n")
         L.append(f"| setting | enc ms QP {qps[0]} / {qps[-1]} | enc fps (worst QP) | bpp QP {qps[0]} / {qps[-1]} "
-                 f"| PSNR QP {qps[0]} / {qps[-1]} | BD-rate vs anchor | BD-PSNR | BD-rate vs product | frontier |")
+                 f"| PSNR QP {qps[0]} / {qps[-1]} | BD-rate vs anchor | BD-PSNR | BD-rate vs before | frontier |")
         L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
         for name, f in res["frontier"].items():
             e = f[layer]
             p = e["points"]
             ms = [p[str(q)]["enc_ms_median"] for q in qps]
-            L.append(f"| {name} | {ms[0]:.1f} / {ms[-1]:.1f} | {1e3 / max(ms):.0f} | "
+            tag = "".join(f" ({t})" for t, k in (("now", "product_setting"), ("before", "before_setting"))
+                          if res.get(k, {}).get(f["codec"]) == name)
+            L.append(f"| {name}{tag} | {ms[0]:.1f} / {ms[-1]:.1f} | {1e3 / max(ms):.0f} | "
                      f"{p[str(qps[0])]['bpp']:.4f} / {p[str(qps[-1])]['bpp']:.4f} | "
                      f"{p[str(qps[0])]['psnr_mean']:.2f} / {p[str(qps[-1])]['psnr_mean']:.2f} | "
                      f"{_s(e['bd_rate_vs_anchor'])} | {_f(e['bd_psnr_vs_anchor'], 2, ' dB')} | "
-                     f"{_s(e['bd_rate_vs_product'])} | {'*' if e['on_frontier'] else ''} |")
+                     f"{_s(e['bd_rate_vs_before'])} | {'*' if e['on_frontier'] else ''} |")
         a = res["anchor"][layer]
         L.append(f"| anchor x265 LDP medium | - | - | {a[str(qps[0])]['bpp']:.4f} / {a[str(qps[-1])]['bpp']:.4f} | "
                  f"{a[str(qps[0])]['psnr']:.2f} / {a[str(qps[-1])]['psnr']:.2f} | 0 | 0 | - | |")
@@ -871,6 +891,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/results/encoder_settings.json")
     ap.add_argument("--plot", help="PNG path (default: beside --out, .png)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from OUT.partial.json (written after every phase) of an interrupted run")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames = min(args.frames, 8)
@@ -898,6 +920,24 @@ def main(argv=None) -> int:
            "sequences": [{"name": s.name, "frames": len(s)} for s in seqs],
            "clips": [{"name": s.name, "frames": len(s)} for s in clips],
            "product_options": {e: PRODUCT_OPTIONS(e, 27) for e in ("libx264", "libx265")}}
+    res["config"] = {k: getattr(args, k) for k in ("frames", "sequences", "clips", "clip_frames", "presets", "codecs",
+                                                   "qps", "gops", "refresh", "join_starts", "target_fps",
+                                                   "no_psy", "timing_passes", "quick")}
+    out = Path(args.out)
+    partial_path = out.with_name(out.stem + ".partial.json")
+    done: dict = {}
+    if args.resume and partial_path.exists():
+        done = json.loads(partial_path.read_text())
+        if done.get("config") != res["config"]:
+            print(f"encoder_settings: error: {partial_path} is from another configuration", file=sys.stderr)
+            return 2
+        res["resumed_from"] = done.get("date")
+
+    def checkpoint(**parts):
+        done.update(parts)
+        done["config"], done["date"] = res["config"], res["date"]
+        partial_path.parent.mkdir(parents=True, exist_ok=True)
+        partial_path.write_text(json.dumps(done, separators=(",", ":")))
 
     # settings: every preset, zl; psy-off variants where they change anything; the product as is
     settings: list[Setting] = []
@@ -912,19 +952,22 @@ def main(argv=None) -> int:
                 if not same:
                     settings.append(s0)
     res["psy0_identical"] = psy_same
-    product_equal = {}
+    # the product's settings before issue 21 and now (_options as it is), unless already in the list
+    res["before_setting"], res["product_setting"] = {}, {}
     for codec in args.codecs:
-        prod = Setting(codec, "", as_is=True)
-        equal = [s for s in settings if s.codec == codec and s.options(27) == prod.options(27)]
-        product_equal[codec] = equal[0].name if equal else None
-        if not equal:
-            settings.append(prod)
-    res["product_setting"] = {c: product_equal[c] or Setting(c, "", as_is=True).name for c in args.codecs}
+        for kind, s in (("before_setting", BEFORE[codec]), ("product_setting", Setting(codec, "", as_is=True))):
+            equal = [t for t in settings if t.codec == codec and t.options(27) == s.options(27)]
+            if not equal:
+                settings.append(s)
+            res[kind][codec] = (equal[0] if equal else s).name
 
     n_steps = len(settings) * len(LAYERS) * len(qps)
     bar = tqdm(total=n_steps, desc="frontier", unit="point", disable=args.no_progress)
-    frontier = {}
+    frontier = dict(done.get("frontier", {}))
     for s in settings:
+        if s.name in frontier:
+            bar.update(len(LAYERS) * len(qps))
+            continue
         e = {"codec": s.codec, "preset": s.preset or "as is", "psy": s.psy, "as_is": s.as_is,
              "options_qp27": s.options(27), "loadavg_before": loadavg()}
         for layer in LAYERS:
@@ -934,27 +977,37 @@ def main(argv=None) -> int:
                 bar.update()
             e[layer] = {"points": pts}
         frontier[s.name] = e
+        checkpoint(frontier=frontier)
     bar.close()
     if args.timing_passes:
-        passes = {(n, layer, q): [] for n in frontier for layer in LAYERS for q in qps}
+        passes = {k: list(v) for k, v in done.get("timing_runs", {}).items()}
+        for n in frontier:
+            for layer in LAYERS:
+                for q in qps:
+                    passes.setdefault(f"{n}|{layer}|{q}", [])
         bar = tqdm(total=args.timing_passes * len(passes), desc="timing", unit="point", disable=args.no_progress)
-        for _ in range(args.timing_passes):      # passes outermost: a busy spell hits one pass, not one setting
+        for i in range(args.timing_passes):      # passes outermost: a busy spell hits one pass, not one setting
             for s in settings:
                 for layer in LAYERS:
                     for q in qps:
-                        passes[(s.name, layer, q)].append(time_layer(s, seqs, layer, q))
+                        runs = passes[f"{s.name}|{layer}|{q}"]
+                        if len(runs) <= i:
+                            runs.append(time_layer(s, seqs, layer, q))
                         bar.update()
+            checkpoint(frontier=frontier, timing_runs=passes)
         bar.close()
-        for (n, layer, q), runs in passes.items():
-            apply_timing(frontier[n][layer]["points"][str(q)], runs)
+        for key, runs in passes.items():
+            n, layer, q = key.split("|")
+            apply_timing(frontier[n][layer]["points"][q], runs)
     res["timing_passes"] = args.timing_passes
-    res["anchor"] = anchor_points(seqs, qps, LAYERS)
+    res["anchor"] = done.get("anchor") or anchor_points(seqs, qps, LAYERS)
+    checkpoint(anchor=res["anchor"])
     for name, e in frontier.items():
-        prod_name = res["product_setting"][e["codec"]]
+        before = res["before_setting"][e["codec"]]
         for layer in LAYERS:
             mine = _pts(e[layer]["points"], qps)
             e[layer]["bd_rate_vs_anchor"], e[layer]["bd_psnr_vs_anchor"] = _bd(res["anchor"][layer], mine, qps)
-            e[layer]["bd_rate_vs_product"], _ = _bd(_pts(frontier[prod_name][layer]["points"], qps), mine, qps)
+            e[layer]["bd_rate_vs_before"], _ = _bd(_pts(frontier[before][layer]["points"], qps), mine, qps)
     for layer in LAYERS:
         rows = [{"name": n, "ms": max(e[layer]["points"][str(q)]["enc_ms_median"] for q in qps),
                  "bd": e[layer]["bd_rate_vs_anchor"]} for n, e in frontier.items()]
@@ -968,27 +1021,32 @@ def main(argv=None) -> int:
     res["weights"] = weights
     names = list(frontier)
     by_name = {s.name: s for s in settings}
-    measured: dict = {}
-    choice = {}
-    groups = [("best (any codecs)", None)] + [(f"best, both {SHORT[c]}", (c,)) for c in args.codecs]
-    for label, codecs in tqdm(groups, desc="pair runs", disable=args.no_progress):
-        cands = pair_candidates(frontier, names, weights, args.target_fps, qps, codecs)
-        choice[label] = choose_pair(cands, by_name, seqs, qps, args.target_fps, measured, args.timing_passes)
-    prod = res["product_setting"][args.codecs[0]]
-    p0 = pair_fps_from_frames(frontier[prod]["rgb"]["points"], frontier[prod]["thermal"]["points"], qps)
-    bd_r, bd_t = frontier[prod]["rgb"]["bd_rate_vs_anchor"], frontier[prod]["thermal"]["bd_rate_vs_anchor"]
-    k = (prod, prod)
-    if k not in measured:
-        measured[k] = pair_run(by_name[prod], by_name[prod], seqs, qps, args.timing_passes)
-    choice["product today"] = {"rgb": prod, "thermal": prod, "pair_fps_min": p0["min"], "pair_fps_by_qp": p0["by_qp"],
-                               "bd_rate_rgb": bd_r, "bd_rate_thermal": bd_t,
-                               "bd_rate_combined": (weights["rgb"] * bd_r + weights["thermal"] * bd_t)
-                               / (weights["rgb"] + weights["thermal"]), "measured": measured[k]}
+    if "choice" in done:
+        choice = done["choice"]
+    else:
+        measured: dict = {}
+        choice = {}
+        groups = [("best (any codecs)", None)] + [(f"best, both {SHORT[c]}", (c,)) for c in args.codecs]
+        for label, codecs in tqdm(groups, desc="pair runs", disable=args.no_progress):
+            cands = pair_candidates(frontier, names, weights, args.target_fps, qps, codecs)
+            choice[label] = choose_pair(cands, by_name, seqs, qps, args.target_fps, measured, args.timing_passes)
+        for label, kind in (("product now (_options)", "product_setting"), ("product before #21", "before_setting")):
+            prod = res[kind][args.codecs[0]]
+            p0 = pair_fps_from_frames(frontier[prod]["rgb"]["points"], frontier[prod]["thermal"]["points"], qps)
+            bd_r, bd_t = frontier[prod]["rgb"]["bd_rate_vs_anchor"], frontier[prod]["thermal"]["bd_rate_vs_anchor"]
+            k = (prod, prod)
+            if k not in measured:
+                measured[k] = pair_run(by_name[prod], by_name[prod], seqs, qps, args.timing_passes)
+            choice[label] = {"rgb": prod, "thermal": prod, "pair_fps_min": p0["min"], "pair_fps_by_qp": p0["by_qp"],
+                             "bd_rate_rgb": bd_r, "bd_rate_thermal": bd_t,
+                             "bd_rate_combined": (weights["rgb"] * bd_r + weights["thermal"] * bd_t)
+                             / (weights["rgb"] + weights["thermal"]), "measured": measured[k]}
+        checkpoint(choice=choice)
     res["choice"] = choice
 
     # key frames
     if not args.no_keyframes:
-        best = choice["best (any codecs)"] or choice["product today"]
+        best = choice["best (any codecs)"] or choice["product now (_options)"]
         jobs = []
         for layer in LAYERS:
             s = by_name[best[layer]]
@@ -1001,9 +1059,11 @@ def main(argv=None) -> int:
         n_modes = len(set([GOP] + args.gops)) + 1 + len(args.refresh)
         bar = tqdm(total=len(jobs) * len(materials) * n_modes * len(qps), desc="key frames", unit="point",
                    disable=args.no_progress)
-        res["keyframes"] = [run_keyframes(s, layer, materials, qps, args.gops, args.refresh, args.join_starts,
-                                          bar.update)
-                            for s, layer in jobs]
+        res["keyframes"] = list(done.get("keyframes", []))
+        for s, layer in jobs[len(res["keyframes"]):]:
+            res["keyframes"].append(run_keyframes(s, layer, materials, qps, args.gops, args.refresh,
+                                                  args.join_starts, bar.update))
+            checkpoint(keyframes=res["keyframes"])
         bar.close()
         seen = set()
         res["key_request"] = []
@@ -1014,7 +1074,6 @@ def main(argv=None) -> int:
     res["loadavg_end"] = loadavg()
     res["seconds"] = round(time.perf_counter() - t_start, 1)
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=None, separators=(",", ":")) + "\n")
     png = Path(args.plot) if args.plot else out.with_suffix(".png")
@@ -1022,6 +1081,8 @@ def main(argv=None) -> int:
         plot(res, png)
     except ImportError:
         png = None
+    if partial_path.exists():
+        partial_path.unlink()
     md = render_markdown(res)
     print(md)
     print(json.dumps({"out": str(out), "plot": str(png) if png else None, "seconds": res["seconds"]}))

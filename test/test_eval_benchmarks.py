@@ -116,3 +116,29 @@ def test_results_with_baseline_updates_the_cards(tmp_path, monkeypatch, capsys):
     single = json.loads((models / "tinysingle-thermal_given_rgb.json").read_text())
     assert set(single["measured_rd"]["points"]) == {"tinysingle-image"}
     assert "rgb" not in single["measured_rd"]["points"]["tinysingle-image"][0]
+
+
+def test_x265_yardstick_brackets_the_psnr_on_real_frames():
+    """eval/yardstick.py (make demo's and benchmarks/profiles.py's x265 low-delay P at our PSNR):
+    QPs stepped until two bracket the target, rate read in the log domain between them."""
+    import numpy as np
+
+    import profiles
+    from mm_compress_ros.eval.sequences import load_sequences
+    from mm_compress_ros.eval.yardstick import log_rate_at, x265_at_psnr, x265_point
+
+    assert profiles._rate_at is log_rate_at
+    seq = load_sequences(SEQS, frames=3, crop=(96, 64), sequences=["0111_1716"])[0]
+    p32 = x265_point(seq.rgb, 32, keyint=2)["x"]
+    for target, qps in ((p32["psnr"] + 1.0, [32, 27]), (p32["psnr"] - 1.0, [32, 37])):
+        r = x265_at_psnr(seq.rgb, target, keyint=2)
+        assert r["qps"] == qps and r["range"][0] < target < r["range"][1]
+        lo, hi = sorted(r["points"], key=lambda p: p["psnr"])
+        assert lo["bpp"] < r["bpp"] < hi["bpp"]
+        t = (target - lo["psnr"]) / (hi["psnr"] - lo["psnr"])
+        assert r["bpp"] == pytest.approx(float(np.exp((1 - t) * np.log(lo["bpp"]) + t * np.log(hi["bpp"]))))
+    th = x265_at_psnr(seq.thermal, 99.0, keyint=2, start_qp=10)  # beyond what x265 reaches at QP 0: no extrapolation
+    assert th["bpp"] is None and th["qps"][-1] == 0
+    assert log_rate_at([{"x": {"bpp": 0.1, "psnr": 30.0}}, {"x": {"bpp": 0.4, "psnr": 40.0}}], "x", 35.0) == \
+        pytest.approx(0.2)
+    assert log_rate_at([{"x": {"bpp": 0.1, "psnr": 30.0}}], "x", 35.0) is None

@@ -1,4 +1,5 @@
-"""`mm-compress eval` end to end on a crop of 2 real frames, with a freshly exported temp model."""
+"""`mm-compress eval` end to end on crops of a few real frames: the default (standard) profile, the
+learned profile with a freshly exported temp model, and the one-line errors before any coding."""
 
 import json
 
@@ -59,7 +60,8 @@ def test_split_bits_adds_up_to_the_packet(tiny_model):
 def test_eval_cli_on_a_crop(tiny_model, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "3", "--crop", "96x64",
-               "--weights", str(tiny_model), "--quality", "1", "3", "--gop", "2", "--keyint", "2",
+               "--weights", str(tiny_model), "--reference-codec", "learned", "--quality", "1", "3",
+               "--gop", "2", "--keyint", "2",
                "--qp", "27", "37", "47", "--jpeg-quality", "20", "60", "90", "--out", str(out),
                "--quiet", "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
@@ -100,7 +102,7 @@ def test_eval_cli_on_a_crop(tiny_model, tmp_path, capsys):
     (["--crop", "abc"], "WIDTHxHEIGHT"),
     (["--crop", "2000x100"], "larger than"),
     (["--sequences", "nope"], "no sequence nope"),
-    (["--weights", "/nonexistent/m.safetensors"], "--no-model"),
+    (["--thermal-codec", "learned", "--weights", "/nonexistent/m.safetensors"], "--no-model"),
     (["--qp", "60"], "QP 60"),
     (["--frames", "-1"], "--frames"),
 ])
@@ -113,9 +115,67 @@ def test_eval_cli_one_line_errors(extra, message, tmp_path, capsys):
     assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("mm-compress: error:") and message in err
 
 
+def test_eval_measures_the_default_profile(tmp_path, capsys):
+    """No profile flags: the product's default (standard: RGB and thermal as H.264 streams, no model),
+    at levels of its 64; the cache keeps profiles apart."""
+    from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+
+    assert (DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC) == ("h264", "auto")
+    cache = tmp_path / "cache"
+    base = ["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "3", "--crop", "96x64", "--quality", "1", "64",
+            "--modes", "video", "--gop", "2", "--keyint", "2", "--anchors", "x265-video", "--qp", "27", "47",
+            "--no-msssim", "--quiet", "--threads", "1", "--cache", str(cache)]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = json.loads((tmp_path / "a" / "rd.json").read_text())
+    assert res["profile"] == printed["profile"] == {"name": "standard", "reference_codec": "h264", "thermal_codec": "auto",
+                                                    "thermal_codec_used": "h264", "model": None}
+    assert "model" not in res
+    assert list(res["codecs"]) == ["x265-video", "standard-h264+h264-video"]
+    ours = res["codecs"]["standard-h264+h264-video"]
+    assert ours["kind"] == "model" and ours["gop"] == 2 and "no model" in ours["label"]
+    low, high = sorted(ours["points"], key=lambda p: p["setting"])
+    assert (low["setting"], high["setting"]) == (1, 64)
+    for m in ("rgb", "thermal"):
+        assert low[m]["frames"]["type"] == ["key", "predicted", "key"]
+        assert all(b > 0 for b in low[m]["frames"]["bits"] + high[m]["frames"]["bits"])
+        assert low[m]["bpp"] == pytest.approx(np.mean(low[m]["frames"]["bits"]) / (96 * 64))
+        assert low[m]["bpp"] < high[m]["bpp"] and 15 < low[m]["psnr"] < high[m]["psnr"]
+    assert "| standard-h264+h264-video | level 64 |" in (tmp_path / "a" / "rd.md").read_text()
+    assert printed["points_from_cache"] == 0 and len(list(cache.glob("*.json"))) == 4
+    # the same profile again: every point from the cache; another profile: only the anchor's
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points_from_cache"] == 4
+    assert main(base + ["--thermal-codec", "h265", "--out", str(tmp_path / "c")]) == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["points_from_cache"] == 2 and printed["profile"]["thermal_codec_used"] == "h265"
+    assert "standard-h264+h265-video" in json.loads((tmp_path / "c" / "rd.json").read_text())["codecs"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "mmrt"], "takes no model"),                                     # the default profile is standard
+    (["--model", "mmrt", "--reference-codec", "learned"], "codes only the dependent modality"),
+    (["--reference-codec", "learned", "--thermal-codec", "h264"], "needs a standard RGB layer"),
+    (["--quality", "65"], "quality 65 is outside 1..64"),
+    (["--thermal-codec", "learned", "--quality", "0"], "quality 0 is outside 1..64"),   # mmrt: 64 levels
+    (["--reference-codec", "learned", "--quality", "7"], "quality 7 is outside 1..6"),  # mmvc: 6 levels
+])
+def test_eval_profile_errors_come_before_any_coding(extra, message, tmp_path, capsys):
+    """What the profile cannot do is one line and exit status 2 before any point is coded (no cache
+    entry written), not a traceback after the anchors."""
+    cache = tmp_path / "cache"
+    rc = main(["eval", str(SEQS), "--frames", "1", "--crop", "64x48", "--anchors", "jpeg", "--jpeg-quality", "50",
+               "--out", str(tmp_path / "out"), "--cache", str(cache), "--quiet"] + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("mm-compress: error:") and message in err, err
+    assert not cache.exists() and not (tmp_path / "out").exists()
+
+
 def test_eval_cli_bad_data(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "missing"), "--no-model", "--quiet"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing"), "--model", "mmrt", "--thermal-codec", "learned", "--quiet"]) == 2
+    assert "no such file or directory" in capsys.readouterr().err   # the data, before any model is loaded
     (tmp_path / "empty").mkdir()
     assert main(["eval", str(tmp_path / "empty"), "--no-model", "--quiet"]) == 2
     assert "no sequences" in capsys.readouterr().err
@@ -163,7 +223,8 @@ def test_eval_single_modality_baseline(tiny_model, tmp_path, capsys):
                  {"name": "single", "reference_input": "blank"})
     out = tmp_path / "eval"
     args = ["eval", str(SEQS), "--sequences", "0111_1716", "--frames", "2", "--crop", "96x64",
-            "--weights", str(tiny_model), "--quality", "1", "3", "--modes", "image", "--anchors",
+            "--weights", str(tiny_model), "--reference-codec", "learned", "--quality", "1", "3",
+            "--modes", "image", "--anchors",
             "--out", str(out), "--quiet", "--threads", "1", "--no-msssim"]
     assert main(args + ["--baseline-weights", str(single)]) == 0, capsys.readouterr().err
     res = json.loads((out / "rd.json").read_text())

@@ -337,8 +337,9 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
     """Compressed bag -> exactly one of: a raw-image bag ``out_bag`` (sensor_msgs/Image in the
     original encodings, stamps and frame_ids, other topics copied through), PNG frames in
     ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv), a side-by-side ``video`` or, for
-    a hybrid stream, a ``foxglove`` MCAP file (the reference layer as foxglove_msgs/msg/CompressedVideo
-    without re-encoding, the dependent modality as sensor_msgs/Image: mm_compress_ros.bag.foxglove)."""
+    a stream with a standard RGB layer, a ``foxglove`` MCAP file (every H.264/H.265 layer as
+    foxglove_msgs/msg/CompressedVideo without re-encoding, the others as sensor_msgs/Image:
+    mm_compress_ros.bag.foxglove)."""
     from ..codec.packet import EntropyMismatch, ModelMismatch, PacketError
 
     if sum(x is not None for x in (out_bag, frames_dir, video, foxglove)) != 1:
@@ -424,6 +425,6 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
         out.update(fps=round(sink.fps_used, 3), codec=sink.codec_used)
     if foxglove is not None:
         out.update(sink.summary())
-    if lazy.decoder is not None:
+    if lazy.decoder is not None and lazy.decoder.model is not None:   # none: the standard profile
         out.update(model=lazy.decoder.model.model_id, weights_sha256=lazy.decoder.model.sha256[:16])
     return out

@@ -5,12 +5,15 @@ rosbags' alike).
 :class:`PairEncoder` holds the stream state around a :class:`~.stream.StreamEncoder` and makes the
 per-pair decisions that both adapters share (docs/reliability.md, "Bad input at the nodes"):
 
-- a pair stamped at or before the last encoded one, less than ``max_gap_ns`` (1 s) back (it
-  completed late, out of order: a newer pair was encoded already): skipped, counted as ``stale``;
+- the gap is the stream's own (:class:`~.stream.StampRhythm`): more than 3 frame intervals of the
+  stream, at least 1 s (a 10 Hz stream: 1 s; a camera throttled to 1 Hz: 3 s), or
+  ``max_gap_ns`` when given;
+- a pair stamped at or before the last encoded one, less than the gap back (it completed late,
+  out of order: a newer pair was encoded already): skipped, counted as ``stale``;
 - stamps further back (a clock reset: bag loop, sim time, driver restart): the stream restarts
   with a key frame and goes on with the new stamps, counted in ``clock_resets``;
-- stamps more than ``max_gap_ns`` ahead of the last encoded pair: a key frame (the previous
-  frame is a poor reference after a gap);
+- stamps more than the gap ahead of the last encoded pair: a key frame (the previous frame is a
+  poor reference after a gap);
 - encodings the codec cannot take: skipped, counted as ``unsupported``;
 - another input size or encoding than the last encoded pair's: a key frame;
 - ``resize`` (width, height): the RGB image is scaled to it and the thermal image by the same
@@ -32,7 +35,7 @@ import numpy as np
 
 from ..io.encoded_frame import input_frames, unsupported_encodings
 from ..io.ros_image import stamp_to_ns
-from .stream import MAX_GAP_NS, StreamEncoder, stamp_step
+from .stream import StampRhythm, StreamEncoder
 from .zoo import LoadedModel
 
 
@@ -48,7 +51,7 @@ class PairResult:
     packet: bytes | None = None        # None: the pair was skipped (a stale or unsupported note says why)
     frame_type: str | None = None      # "key" or "predicted"
     sequence: int = -1                 # 0, 1, 2, ... over the encoded pairs, without gaps
-    codec: str = ""                    # model id
+    codec: str = ""                    # model id, or the standard profile's codecs (e.g. h264+h264)
     quality: int = 0                   # the quality level the pair was coded at
     encode_ms: float = 0.0             # the codec's time for this pair
 
@@ -80,28 +83,31 @@ class PairEncoder:
     """Codes pairs of images (objects with the sensor_msgs/Image fields) into packets.
 
     ``stream_args`` go to :class:`~.stream.StreamEncoder` (quality, gop, reference_codec, encoder,
-    ...); ``resize`` is (width, height) of the coded RGB image, or None for the input size."""
+    ...); ``resize`` is (width, height) of the coded RGB image, or None for the input size;
+    ``max_gap_ns``: a fixed gap that ends the GOP, or None (default) for the stream's own rhythm
+    (:class:`~.stream.StampRhythm`)."""
 
     def __init__(self, model: LoadedModel, *, resize: tuple[int, int] | None = None,
-                 max_gap_ns: int = MAX_GAP_NS, **stream_args):
+                 max_gap_ns: int | None = None, **stream_args):
         if resize is not None and (len(resize) != 2 or min(resize) < 16):
             raise ValueError(f"resize must be (width, height), each at least 16, got {resize}")
+        # The stream keeps a rhythm of its own, fed the same stamps (those of the encoded pairs):
+        # both decide alike; this one also says why, and is not moved by skipped pairs.
+        self.rhythm = StampRhythm(max_gap_ns)
         self.stream = StreamEncoder(model, max_gap_ns=max_gap_ns, **stream_args)
         self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
         self.max_gap_ns = max_gap_ns
         self.counts = PairCounts()
         self._key_requested = threading.Event()
-        self._last_stamp: int | None = None
         self._signature: tuple | None = None   # (rgb w, h, thermal w, h, encodings) of the last encoded pair
 
     def request_key_frame(self) -> None:
         """The next encoded pair is a key frame."""
         self._key_requested.set()
 
-    def _stamp_note(self, stamp: int) -> Note | None:
+    def _stamp_note(self, stamp: int, step: str) -> Note | None:
         """What a pair's capture stamp says against the last encoded pair's (None: nothing)."""
-        last = self._last_stamp
-        step = stamp_step(last, stamp, self.max_gap_ns)
+        last = self.rhythm.last
         if step in ("first", "next"):
             return None
         if step == "jump":
@@ -116,7 +122,8 @@ class PairEncoder:
     def encode(self, rgb_msg, thermal_msg) -> PairResult:
         """Codes one pair, or skips it; :class:`PairResult` says which and why."""
         stamp = stamp_to_ns(rgb_msg.header.stamp)
-        note = self._stamp_note(stamp)
+        step = self.rhythm.classify(stamp)
+        note = self._stamp_note(stamp, step)
         if note is not None and note.kind == "stale":
             self.counts.stale += 1
             return PairResult([note])
@@ -141,10 +148,11 @@ class PairEncoder:
         packet = self.stream.encode(rgb, thermal, force_key=key, rgb_format=rgb_msg.encoding,
                                     thermal_format=thermal_msg.encoding, stamp_ns=stamp)
         c, frame_type = self.counts, self.stream.last_frame_type
-        result = PairResult(notes, packet, frame_type, c.pairs, self.stream.model.model_id, self.stream.quality,
+        result = PairResult(notes, packet, frame_type, c.pairs, self.stream.codec_id, self.stream.quality,
                             (time.perf_counter() - t0) * 1e3)
         c.pairs += 1
         c.key_frames += frame_type == "key"
         c.clock_resets += any(n.kind == "clock_reset" for n in notes)
-        self._last_stamp, self._signature = stamp, signature
+        self.rhythm.accept(stamp, step)
+        self._signature = signature
         return result

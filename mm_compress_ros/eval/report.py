@@ -1,6 +1,14 @@
 """``mm-compress eval``: rate-distortion of the project's codec against x265 and JPEG anchors.
 
-For every codec and setting (x265 QP, JPEG quality, the model's quality level) every sequence is
+The codec is measured in one profile, as ``mm-compress encode`` codes it: by default the product's
+default (``codec.reference.DEFAULT_REFERENCE_CODEC`` / ``DEFAULT_THERMAL_CODEC``: the standard
+profile, both cameras standard low-delay streams, no model); ``--thermal-codec learned`` the hybrid
+profile (model mmrt), ``--reference-codec learned`` the learned profile (model mmvc); ``--model``
+another model of that profile. Everything that can be known before coding (a model that cannot serve
+the profile, missing data, bad levels or settings) is checked first, and the profile's points are
+measured before the anchors'.
+
+For every codec and setting (x265 QP, JPEG quality, the profile's quality level) every sequence is
 coded for real, decoded, and measured per frame: bits (bpp of each modality over that
 modality's pixels), PSNR and MS-SSIM. A point of the RD curve is the mean over all frames of all
 sequences of the per-frame bpp, PSNR and MS-SSIM. BD-rates are computed against x265 intra per
@@ -52,6 +60,8 @@ class Job:
     setting_name: str   # "qp", "quality" or "level"
     gop: int = 1
     label: str = ""
+    reference_codec: str = "learned"   # the profile of a "model" job (model None: the standard profile)
+    thermal_codec: str = "learned"
 
 
 @dataclass
@@ -102,7 +112,8 @@ def run_job(job: Job, seqs, model=None, keyint: int = 10, with_msssim: bool = Tr
                 blank = [np.full_like(a, BLANK_REFERENCE) for a in getattr(seq, model.net.ref_name)]
                 rgb, thermal = (blank, thermal) if model.net.ref_name == "rgb" else (rgb, blank)
                 measured = (model.net.dep_name,)
-            results = run_sequence(model, rgb, thermal, job.setting, job.gop)
+            results = run_sequence(model, rgb, thermal, job.setting, job.gop,
+                                   reference_codec=job.reference_codec, thermal_codec=job.thermal_codec)
             for i, r in enumerate(results):
                 acc.encode_s += r.encode_s
                 acc.decode_s += r.decode_s
@@ -138,8 +149,9 @@ def summarise(job: Job, acc: PointAccumulator) -> dict:
 
 # -- cache of measured points --------------------------------------------------------------------
 # A point is stored under a key made of everything that determines it: the codec and its setting
-# (for the model: the weights' SHA-256), the GOP / key-frame interval, whether MS-SSIM was measured,
-# and a hash of the exact input frames. A later run with the same inputs reuses it, so that a long
+# (for the model: the weights' SHA-256; for a profile other than the learned one: its two layers and
+# a digest of the code and PyAV build behind the standard layers), the GOP / key-frame interval,
+# whether MS-SSIM was measured, and a hash of the exact input frames. A later run with the same inputs reuses it, so that a long
 # evaluation can be interrupted and resumed, and the anchors are not re-coded when only the model
 # changed. CACHE_VERSION changes whenever the measurement code changes what a point holds.
 
@@ -156,13 +168,29 @@ def frames_digest(seqs) -> str:
     return h.hexdigest()
 
 
+def standard_layers_digest() -> str:
+    """What a standard layer's bits depend on beyond its settings: the source of the modules that
+    set up libx264/libx265 and the thermal layers, and the PyAV (FFmpeg, x264, x265) build."""
+    import av
+
+    from ..codec import lossless, reference, thermal, videocodec
+
+    h = hashlib.sha256(str(av.__version__).encode())
+    for mod in (videocodec, thermal, reference, lossless):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(job: Job, data_digest: str, keyint: int, with_msssim: bool, model=None) -> str:
     ident = {"v": CACHE_VERSION, "kind": job.kind, "setting": job.setting, "gop": job.gop,
              "msssim": with_msssim, "data": data_digest}
     if job.kind == "anchor":
         ident.update(codec=job.codec, keyint=keyint if anc.anchor(job.codec).uses_keyint else None)
     else:
-        ident.update(model=model.sha256, direction=model.direction)
+        ident.update(model=model.sha256 if model is not None else None,
+                     direction=model.direction if model is not None else None)
+        if (job.reference_codec, job.thermal_codec) != ("learned", "learned"):   # (learned: keys as before)
+            ident.update(profile=[job.reference_codec, job.thermal_codec], layers=standard_layers_digest())
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -230,16 +258,54 @@ def bd_table(codecs: dict, reference: str = REFERENCE) -> dict:
     return out
 
 
+def default_levels(levels: int) -> list[int]:
+    """The quality levels measured when none are given: all of a model with up to 8, else 4 spread
+    over the range (64 levels: 1, 22, 43, 64, as benchmarks/profiles.py)."""
+    if levels <= 8:
+        return list(range(1, levels + 1))
+    return sorted({round(1 + i * (levels - 1) / 3) for i in range(4)})
+
+
+def profile_codec_name(model, reference_codec: str, thermal_codec: str, mode: str) -> str:
+    """The name of a profile's curve in the report: ``<model>-<mode>`` for the learned profile (as
+    before profiles existed), ``hybrid-<rgb codec>-<model>-<mode>``, ``standard-<rgb>+<thermal>-<mode>``."""
+    from ..codec.packet import profile_name
+
+    kind = profile_name(reference_codec, thermal_codec)
+    if kind == "learned":
+        return f"{model.name}-{mode}"
+    if kind == "hybrid":
+        return f"hybrid-{reference_codec}-{model.name}-{mode}"
+    return f"standard-{reference_codec}+{thermal_codec}-{mode}"
+
+
+def _resolved_thermal(thermal_codec: str, seqs) -> str:
+    """``auto`` as the standard profile resolves it for these frames (8-bit: h264, 16-bit: h265)."""
+    from ..codec.thermal import AUTO, resolve
+
+    if thermal_codec != AUTO:
+        return thermal_codec
+    return resolve(AUTO, "mono16" if seqs and seqs[0].thermal[0].dtype == np.uint16 else "mono8")
+
+
 def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None, qualities=None,
              modes=("image", "video"), gop: int = 10, keyint: int = 10, with_msssim: bool = True,
-             progress: bool = True, cache_dir: Path | None = None, baseline=None) -> dict:
+             progress: bool = True, cache_dir: Path | None = None, baseline=None,
+             profile: tuple[str, str] | None = None) -> dict:
     """Runs every codec over ``seqs`` and returns the JSON-ready result (see module docstring).
 
-    ``settings`` maps a setting's option (``anchors.SETTINGS``: "qp", "jpeg_quality") to the
-    values each anchor run at that setting is coded at (default: the setting's defaults). With
-    ``cache_dir``, points measured before on the very same frames are reused (see
-    :func:`measure_point`)."""
+    ``profile`` (reference codec, thermal codec) is the profile our codec is measured in, with
+    ``model`` (None for the standard profile); without it, ``model`` (when given) is measured in
+    the learned profile. ``qualities``: its levels (default :func:`default_levels`). ``settings``
+    maps a setting's option (``anchors.SETTINGS``: "qp", "jpeg_quality") to the values each anchor
+    run at that setting is coded at (default: the setting's defaults). With ``cache_dir``, points
+    measured before on the very same frames are reused (see :func:`measure_point`). The profile's
+    points are measured first (a failure shows before the long anchor runs); the report lists the
+    anchors first."""
     from tqdm import tqdm
+
+    from ..codec.packet import profile_name
+    from ..codec.reference import STANDARD_LEVELS
 
     settings = settings or {}
     jobs: list[Job] = []
@@ -247,14 +313,26 @@ def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None
         for s in settings.get(a.setting.option, a.setting.defaults):
             jobs.append(Job(a.name, "anchor", int(s), a.setting.name, gop=a.gop(keyint),
                             label=a.label.format(keyint=keyint)))
-    if model is not None:
-        levels = list(qualities) if qualities else list(range(1, model.levels + 1))
+    if profile is None and model is not None:
+        profile = ("learned", "learned")
+    if profile is not None:
+        ref_codec, th_codec = profile
+        kind = profile_name(ref_codec, th_codec)
+        th_used = _resolved_thermal(th_codec, seqs)
+        levels = list(qualities) if qualities else default_levels(model.levels if model is not None else STANDARD_LEVELS)
         for mode in modes:
             g = MODES[mode] or gop
-            name = f"{model.name}-{mode}"
+            name = profile_codec_name(model, ref_codec, th_used, mode)
+            if kind == "standard":
+                label = f"standard profile: RGB {ref_codec}, thermal {th_used}, no model, {mode} mode, GOP {g}"
+            elif kind == "hybrid":
+                label = (f"hybrid profile: RGB {ref_codec}, thermal by {model.name} ({model.direction}), "
+                         f"{mode} mode, GOP {g}")
+            else:
+                label = f"{model.name} ({model.direction}), {mode} mode, GOP {g}"
             for q in levels:
-                jobs.append(Job(name, "model", int(q), "level", gop=g,
-                                label=f"{model.name} ({model.direction}), {mode} mode, GOP {g}"))
+                jobs.append(Job(name, "model", int(q), "level", gop=g, label=label,
+                                reference_codec=ref_codec, thermal_codec=th_codec))
     if baseline is not None:  # single-modality model (card "reference_input": "blank"), key frames
         levels = list(qualities) if qualities else list(range(1, baseline.levels + 1))
         for q in levels:
@@ -262,17 +340,17 @@ def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None
                             label=f"{baseline.name}: {baseline.net.dep_name} alone (same network and training "
                                   f"budget, {baseline.net.ref_name} input blank), image mode"))
     models = {"model": model, "baseline": baseline}
-    codecs: dict = {}
+    codecs: dict = {j.codec: {"label": j.label, "kind": j.kind, "gop": j.gop, "points": []} for j in jobs}
     digest = frames_digest(seqs) if cache_dir is not None else None
     reused = 0
-    bar = tqdm(jobs, desc="eval", unit="point", disable=not progress)
+    ours_first = sorted(jobs, key=lambda j: j.kind == "anchor")   # stable: each kind in its order
+    bar = tqdm(ours_first, desc="eval", unit="point", disable=not progress)
     for job in bar:
         bar.set_postfix_str(f"{job.codec} {job.setting_name} {job.setting}")
         point, cached = measure_point(job, seqs, model=models.get(job.kind), keyint=keyint, with_msssim=with_msssim,
                                       cache_dir=cache_dir, data_digest=digest)
         reused += cached
-        c = codecs.setdefault(job.codec, {"label": job.label, "kind": job.kind, "gop": job.gop, "points": []})
-        c["points"].append(point)
+        codecs[job.codec]["points"].append(point)
     for c in codecs.values():
         c["points"].sort(key=lambda p: next((p[m]["bpp"] for m in ("thermal", "rgb") if p[m]["bpp"] is not None), 0.0))
     result = {
@@ -291,6 +369,10 @@ def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None
             "bd_rate": "piecewise-cubic (PCHIP) Bjontegaard delta rate against x265-intra, % (negative = fewer bits)",
         },
     }
+    if profile is not None:
+        result["profile"] = {"name": profile_name(*profile), "reference_codec": profile[0],
+                             "thermal_codec": profile[1], "thermal_codec_used": _resolved_thermal(profile[1], seqs),
+                             "model": model.name if model is not None else None}
     if model is not None:
         result["model"] = {"name": model.name, "direction": model.direction, "sha256": model.sha256,
                            "levels": model.levels, "card": {k: v for k, v in model.card.items() if k != "config"},
@@ -436,8 +518,44 @@ def add_setting_options(p) -> None:
                        help=s.help or None)
 
 
+def thermal_choice(reference_codec: str, thermal_codec: str | None) -> str:
+    """``--thermal-codec`` as given, else the profile's: learned for ``--reference-codec learned``
+    (the learned profile codes both cameras with the model), else ``DEFAULT_THERMAL_CODEC``."""
+    from ..codec.reference import DEFAULT_THERMAL_CODEC
+
+    if thermal_codec is not None:
+        return thermal_codec
+    return "learned" if reference_codec == "learned" else DEFAULT_THERMAL_CODEC
+
+
+def load_profile(args):
+    """(model or None, (reference codec, thermal codec)) of the profile ``args`` ask for, checked
+    as an encoder of it would check it (a model that cannot serve it, levels outside its range):
+    CliError with one line before anything is coded."""
+    from ..codec.reference import STANDARD_LEVELS
+    from ..codec.stream import StreamEncoder, check_profile
+    from ..codec.zoo import encoding_model
+
+    ref, th = args.reference_codec, thermal_choice(args.reference_codec, args.thermal_codec)
+    hint = " (pass --no-model to evaluate the anchors only)"
+    try:
+        check_profile(ref, th)
+        model = encoding_model(ref, th, args.model, args.direction, args.device, args.weights)
+    except ValueError as exc:  # ModelError, not a profile, bad device
+        raise CliError(f"{exc}{hint}") from None
+    levels = model.levels if model is not None else STANDARD_LEVELS
+    if args.quality:
+        _int_list(args.quality, "quality", 1, levels)
+    try:   # what an encoder of this profile refuses (e.g. a dependent-only model for the learned profile)
+        StreamEncoder(model, quality=(args.quality or [1])[0], gop=args.gop, reference_codec=ref,
+                      encoder="software", thermal_codec=th, reconstruct=False)
+    except ValueError as exc:
+        raise CliError(f"{exc}{hint}") from None
+    return model, (ref, th)
+
+
 def cmd_eval(args) -> None:
-    from .sequences import load_sequences, parse_crop
+    from .sequences import find_sequences, load_sequences, parse_crop
 
     if args.frames < 0:
         raise CliError(f"--frames must be >= 0, got {args.frames}")
@@ -446,16 +564,10 @@ def cmd_eval(args) -> None:
     for s in anc.SETTINGS:
         _int_list(getattr(args, s.option), s.what, s.lo, s.hi)
     crop = parse_crop(args.crop)
-    model = None
+    find_sequences(args.data)   # a missing or empty data folder: before any model is loaded
+    model, profile = None, None
     if not args.no_model:
-        from ..codec.zoo import load_model
-
-        try:
-            model = load_model(args.model, direction=args.direction, device=args.device, path=args.weights)
-        except ValueError as exc:  # ModelError, bad device
-            raise CliError(f"{exc} (pass --no-model to evaluate the anchors only)") from None
-        if args.quality:
-            _int_list(args.quality, "quality", 1, model.levels)
+        model, profile = load_profile(args)
     baseline = None
     if args.baseline or args.baseline_weights:
         baseline = load_baseline(args.baseline, args.direction, args.device, args.baseline_weights)
@@ -469,7 +581,8 @@ def cmd_eval(args) -> None:
         result = evaluate(seqs, anchors=args.anchors, settings=anchor_settings(args),
                           model=model, qualities=args.quality, modes=args.modes, gop=args.gop,
                           keyint=args.keyint, with_msssim=not args.no_msssim, progress=not args.quiet,
-                          cache_dir=Path(args.cache) if args.cache else None, baseline=baseline)
+                          cache_dir=Path(args.cache) if args.cache else None, baseline=baseline,
+                          profile=profile)
     except anc.AnchorError as exc:
         raise CliError(str(exc)) from None
     result["run"] = {"data": str(args.data), "frames_per_sequence": args.frames or "all", "crop": args.crop,
@@ -479,23 +592,35 @@ def cmd_eval(args) -> None:
     summary = {m: {n: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
                        if k.startswith("bd_rate_psnr") or k.startswith("bpp_at")}
                    for n, row in result["bd"][m].items()} for m in MODALITIES}
-    print(json.dumps({**files, "seconds": result["run"]["seconds"], "points_from_cache": result["points_from_cache"],
-                      "bd": summary}))
+    print(json.dumps({**files, "profile": result.get("profile"), "seconds": result["run"]["seconds"],
+                      "points_from_cache": result["points_from_cache"], "bd": summary}))
 
 
 def add_eval_parser(subparsers) -> None:
-    from ..codec.zoo import DEFAULT_DIRECTION, DEFAULT_MODEL
+    from ..codec.packet import REFERENCE_CODECS, THERMAL_CODECS
+    from ..codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+    from ..codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL
 
     p = subparsers.add_parser(
-        "eval", help="rate-distortion table + plots: the codec against x265 and JPEG anchors",
+        "eval", help="rate-distortion table + plots: the codec (default profile) against x265 and JPEG anchors",
         description="Codes every sequence of DATA with each codec and setting, decodes it, and writes "
-                    "rd.json, rd.md and rd_<modality>.png to --out.")
+                    "rd.json, rd.md and rd_<modality>.png to --out. Our codec is measured in the profile "
+                    "--reference-codec / --thermal-codec / --model pick, as `mm-compress encode` takes them "
+                    f"(default: the default profile, RGB {DEFAULT_REFERENCE_CODEC}, thermal {DEFAULT_THERMAL_CODEC}).")
     p.add_argument("data", help="sequences: DATA/<seq>/{rgb,thermal}/ (or .mp4), or one sequence folder")
     p.add_argument("--out", default="runs/eval", help="output folder (default runs/eval)")
     p.add_argument("--frames", type=int, default=0, help="first N frames of each sequence (default all)")
     p.add_argument("--sequences", nargs="+", help="only these sequence names")
     p.add_argument("--crop", help="centre crop WxH of every frame, e.g. 256x192")
-    p.add_argument("--quality", type=int, nargs="+", help="model quality levels (default 1..L)")
+    p.add_argument("--reference-codec", default=DEFAULT_REFERENCE_CODEC, choices=list(REFERENCE_CODECS),
+                   help=f"how the profile codes RGB: h264/h265 (a standard low-delay stream) or learned (the "
+                        f"learned profile); default {DEFAULT_REFERENCE_CODEC}")
+    p.add_argument("--thermal-codec", default=None, choices=["auto", *THERMAL_CODECS],
+                   help="how the profile codes thermal: auto/h264/h265/lossless (the standard profile, no "
+                        "model), learned (the model given the decoded RGB: the hybrid profile); default "
+                        f"learned with --reference-codec learned, else {DEFAULT_THERMAL_CODEC}")
+    p.add_argument("--quality", type=int, nargs="+",
+                   help="the profile's quality levels (default: all of a model with up to 8; of 64: 1 22 43 64)")
     p.add_argument("--modes", nargs="*", default=["image", "video"], choices=list(MODES),
                    help="the model's modes: image (all key frames) and video (--gop)")
     p.add_argument("--gop", type=int, default=10, help="GOP of the model's video mode (default 10)")
@@ -503,11 +628,14 @@ def add_eval_parser(subparsers) -> None:
                    help="anchors to run (default all; none with an empty list)")
     add_setting_options(p)
     p.add_argument("--keyint", type=int, default=10, help="key frame interval of x265-video (default 10)")
-    p.add_argument("--no-model", action="store_true", help="anchors only")
+    p.add_argument("--no-model", action="store_true", help="anchors only (no profile of ours)")
     p.add_argument("--no-msssim", action="store_true", help="skip MS-SSIM (faster)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--model", default=None,
+                   help=f"shipped model name (default: the profile's: none for the standard profile, "
+                        f"{DEFAULT_HYBRID_MODEL} for --thermal-codec learned, {DEFAULT_MODEL} for --reference-codec learned)")
     p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"])
-    p.add_argument("--weights", help="explicit .safetensors model file (its .json card beside it)")
+    p.add_argument("--weights", help="explicit .safetensors model file (its .json card beside it; a profile "
+                                     "with a learned layer)")
     p.add_argument("--baseline", help="shipped single-modality baseline model (card reference_input: "
                                       "blank), evaluated in image mode, e.g. mmvc-single")
     p.add_argument("--baseline-weights", help="explicit .safetensors file of the baseline")

@@ -1,13 +1,17 @@
-"""Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics, diagnostics)."""
+"""Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics, diagnostics,
+the nodes' ``main``: :func:`spin_node`)."""
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import sys
 import threading
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 
@@ -94,26 +98,63 @@ def percentile(xs, q: float) -> float:
     return xs[k]
 
 
-def spin_node(factory, name: str, argv=None) -> int:
-    """``main`` of a codec node: spins until Ctrl-C or shutdown, prints the final statistics.
+def spin_node(factory, name: str, argv=None, *, done=None, linger_s: float = 0.0) -> int:
+    """``main`` of every node executable: spins until Ctrl-C (SIGINT), SIGTERM or ``done(node)``,
+    prints the final statistics (``stats_line()``, where the node has one) and returns 0.
 
-    A constructor that fails (bad parameter, missing model) ends the process with one line on
-    stderr and exit status 1 instead of a traceback.
+    The one shutdown path of the nodes. rclpy's own signal handlers are off: they shut the ROS
+    context down inside the signal handler, while the node's worker threads (encoding, decoding,
+    the viewer's web server) still publish and log, which then fail with ``RCLError: publisher's
+    context is invalid`` (logged as ``[ERROR] encoding failed``), and a loop of ``spin_once``
+    calls ends in an ``ExternalShutdownException`` traceback. Here SIGINT and SIGTERM only set a
+    flag; the executor stops at its next wake-up (at most 0.1 s), ``node.destroy_node()`` stops
+    and joins the node's threads while the context is still valid, and only then is the context
+    shut down. A second signal while shutting down is ignored (a third ends the process at once).
+
+    ``done(node)``: stop spinning once true (the node finished its work), after ``linger_s`` more
+    seconds of spinning (the last messages leave). A constructor that fails (bad parameter,
+    missing model) ends the process with one line on stderr and exit status 1 instead of a
+    traceback.
     """
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    stop = threading.Event()
+    signals = {"n": 0}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        signals["n"] += 1
+        stop.set()
+        if signals["n"] >= 3:   # still not down: leave now, as a plain Ctrl-C would
+            os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     node = None
+    executor = None
     try:
         try:
             node = factory()
         except Exception as exc:  # noqa: BLE001
             print(f"[{name}] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return 1
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        finished_at = None
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+            if finished_at is None and done is not None and done(node):
+                finished_at = time.monotonic()
+            if finished_at is not None and time.monotonic() - finished_at >= linger_s:
+                break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
-            print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
-            node.destroy_node()
+            if hasattr(node, "stats_line"):
+                print(f"[{node.get_name()}] final: {node.stats_line()}", flush=True)
+            if executor is not None:
+                executor.remove_node(node)
+                executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()   # stops the node's threads: the context is still valid
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

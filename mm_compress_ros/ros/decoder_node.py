@@ -14,11 +14,11 @@ every ``key_request_interval`` seconds). Decoding runs in a worker thread; when 
 Reports decode time and end-to-end latency (capture stamp -> decoded image published) in the log
 and on ``/diagnostics``.
 
-With ``foxglove_video`` (and the ``foxglove_msgs`` Python package importable), the reference layer
-of a hybrid stream (H.264 / H.265 access units) is also published as it arrived, without
-re-encoding, as foxglove_msgs/msg/CompressedVideo on the reference modality's image topic +
-``/compressed_video`` (``rgb/image/compressed_video`` for thermal_given_rgb, as resolved after
-remapping; ``thermal/image/compressed_video`` for rgb_given_thermal), for Foxglove / Lichtblick.
+With ``foxglove_video`` (and the ``foxglove_msgs`` Python package importable), every 8-bit
+H.264 / H.265 layer of the stream (both cameras in the standard profile, RGB in the hybrid one) is
+also published as it arrived, without re-encoding, as foxglove_msgs/msg/CompressedVideo on its
+modality's image topic + ``/compressed_video`` (``rgb/image/compressed_video``,
+``thermal/image/compressed_video``, as resolved after remapping), for Foxglove / Lichtblick.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class DecoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("decoder_node", **kwargs)
         p = self.declare_parameter
-        self.model_name = p("model", "").value    # "": the default profile's model until a stream names one
+        self.model_name = p("model", "").value    # "": none until a stream names one (standard streams need none)
         self.direction = p("direction", "thermal_given_rgb").value
         self.device = p("device", "auto").value
         in_rel = p("input_qos_reliability", "reliable").value
@@ -62,9 +62,8 @@ class DecoderNode(Node):
 
         from mm_compress_ros.codec import packet as packet_mod
         from mm_compress_ros.codec.stream import StreamDecoder
-        from mm_compress_ros.codec.zoo import DEFAULT_HYBRID_MODEL, load_model
+        from mm_compress_ros.codec.zoo import load_model
 
-        self.model_name = self.model_name or DEFAULT_HYBRID_MODEL
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
         self._packet = packet_mod
@@ -72,11 +71,12 @@ class DecoderNode(Node):
         self._load_model = load_model
         self._models: dict[tuple[str, str], object] = {}
         t0 = time.monotonic()
-        self.model = self._get_model(self.model_name, self.direction)
+        self._model_key = (self.model_name, self.direction) if self.model_name else ("", "")
+        self.model = self._get_model(*self._model_key)
         self.decoder = StreamDecoder(self.model)
-        self._model_key = (self.model_name, self.direction)
-        self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.model.device}, "
-                               f"loaded in {time.monotonic() - t0:.1f} s")
+        if self.model is not None:
+            self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.model.device}, "
+                                   f"loaded in {time.monotonic() - t0:.1f} s")
 
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
@@ -89,6 +89,7 @@ class DecoderNode(Node):
         self.gaps = 0                  # sequence jumps (messages lost before this node)
         self.lost = 0                  # messages lost in those jumps
         self.corrupt = 0               # packets that failed to parse or decode
+        self.thermal_max_error = None  # largest thermal error the encoder reported (counts for mono16; 0 exact)
         self.overflow_drops = 0        # packets dropped because decoding fell behind
         self.key_requests = 0
         self._want_key = False
@@ -132,6 +133,9 @@ class DecoderNode(Node):
                 for m, pub in (("rgb", self.pub_rgb), ("thermal", self.pub_th))}
 
     def _get_model(self, name: str, direction: str):
+        """The learned model ``name`` (None for "": a standard-profile stream needs none)."""
+        if not name:
+            return None
         key = (name, direction)
         if key not in self._models:
             self._models[key] = self._load_model(name, direction=direction, device=self.device)
@@ -218,9 +222,10 @@ class DecoderNode(Node):
         except self._packet.PacketError as exc:
             self._corrupt(f"sequence {seq}: {exc}")
             return
-        key = (header.model_id or msg.codec or self.model_name, header.direction)
+        key = (header.model_id or msg.codec or self.model_name, header.direction) if header.needs_model else ("", "")
         if key != self._model_key:
-            self.get_logger().info(f"stream uses model {key[0]} ({key[1]}): loading it")
+            self.get_logger().info(f"stream uses model {key[0]} ({key[1]}): loading it" if key[0] else
+                                   f"stream is in the {header.profile} profile: no model needed")
             self.model = self._get_model(*key)
             self.decoder = self._StreamDecoder(self.model)
             self._model_key = key
@@ -250,7 +255,10 @@ class DecoderNode(Node):
         self._dec_ms.add(dec_ms)
         self._lat_ms.add(latency_ms)
         self._fps.add(1.0)
+        err = pair.header.thermal_max_error
         with self._lock:
+            if err != self._packet.NO_MAX_ERROR:
+                self.thermal_max_error = max(err, self.thermal_max_error or 0)
             self.decoded += 1
             self._dec_ms_total += dec_ms
             self._lat_ms_total += latency_ms
@@ -269,20 +277,23 @@ class DecoderNode(Node):
             pub.publish(numpy_to_image(pixels, encoding, header=Header(stamp=stamp, frame_id=frame_id)))
 
     def _publish_video(self, msg: EncodedFrame, data: bytes):
-        """The packet's reference-layer access unit as a CompressedVideo (capture stamp and frame_id
-        of the reference modality); nothing for a learned reference layer."""
-        from mm_compress_ros.bag.foxglove import REFERENCE, reference_video
+        """Every video layer of the packet (an 8-bit H.264/H.265 stream: RGB, and 8-bit thermal in
+        the standard profile; mm_compress_ros.bag.foxglove.layer_videos), its access unit as a
+        CompressedVideo on its modality's publisher (that modality's capture stamp and frame_id);
+        nothing for a packet without one (learned profile)."""
+        from mm_compress_ros.bag.foxglove import layer_videos
 
-        header, fmt, au = reference_video(data)
-        if fmt is None:
-            self.get_logger().warning("foxglove_video: the stream's reference layer is coded by the learned "
-                                      "codec: no video to publish", throttle_duration_sec=60.0)
+        _, videos = layer_videos(data)
+        if not videos:
+            self.get_logger().warning("foxglove_video: the stream has no H.264/H.265 layer (learned codec): "
+                                      "no video to publish", throttle_duration_sec=60.0)
             return
-        stamp, frame_id = modality_header(msg, REFERENCE[header.direction])
-        out = self._CompressedVideo()
-        out.timestamp, out.frame_id, out.format = stamp, frame_id, fmt
-        out.data = array.array("B", au)  # the fast path of a uint8[] field
-        self.pub_video[REFERENCE[header.direction]].publish(out)
+        for modality, (fmt, au) in videos.items():
+            stamp, frame_id = modality_header(msg, modality)
+            out = self._CompressedVideo()
+            out.timestamp, out.frame_id, out.format = stamp, frame_id, fmt
+            out.data = array.array("B", au)  # the fast path of a uint8[] field
+            self.pub_video[modality].publish(out)
 
     # -- reporting ------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -292,6 +303,7 @@ class DecoderNode(Node):
             s = {"received": self.received, "decoded": self.decoded, "skipped": self.skipped,
                  "gaps": self.gaps, "lost": self.lost, "corrupt": self.corrupt,
                  "overflow_drops": self.overflow_drops, "key_requests": self.key_requests,
+                 "thermal_max_error": "n/a" if self.thermal_max_error is None else self.thermal_max_error,
                  "decode_ms_mean_all": self._dec_ms_total / max(1, self.decoded),
                  "latency_ms_mean_all": self._lat_ms_total / max(1, self.decoded)}
         s.update({"waiting_for_key": self.waiting_for_key, "fps": self._fps.rate(),
@@ -308,7 +320,8 @@ class DecoderNode(Node):
         return (
             f"decoded {s['decoded']}/{s['received']} | {s['fps']:.1f} fps | decode {s['decode_ms_mean']:.1f} ms "
             f"(p95 {s['decode_ms_p95']:.1f}) | latency {s['latency_ms_mean']:.1f} ms (p95 {s['latency_ms_p95']:.1f}) | "
-            f"lost {s['lost']} | corrupt {s['corrupt']} | skipped {s['skipped']} | key requests {s['key_requests']}")
+            f"lost {s['lost']} | corrupt {s['corrupt']} | skipped {s['skipped']} | key requests {s['key_requests']}"
+            f" | thermal max error {s['thermal_max_error']}")
 
     def _publish_diagnostics(self):
         s = self.stats()

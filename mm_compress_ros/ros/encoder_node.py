@@ -6,29 +6,40 @@ mono8/mono16/16UC1), pairs them with an approximate-time synchronizer (``sync_qu
 ``encoded`` (mm_compress_ros/msg/EncodedFrame) with both inputs' stamps and frame_ids, the
 sequence number, the frame type, the model id and the quality.
 
-Real-time policy: subscription callbacks only hand messages to the synchronizer, which hands
-pairs to a single slot; the worker takes the newest pair from the slot. When encoding is slower
-than the input, a pair still waiting in the slot is replaced by the newer one and counted as a
-drop: there is no queue to grow, and latency stays bounded by about one encode time.
+Input QoS (``input_qos_reliability``): ``auto`` (default) subscribes each input with the
+reliability its publishers offer: reliable when every publisher of the topic is reliable, else
+best effort (re-checked every 0.2 s; the subscription is made again when that changes). A reliable
+camera driver thus gets a reliable link: a best-effort subscription would make it best effort, and a
+640x480 image from a process with Fast DDS's default 512 KiB shared-memory segment then goes as
+fragments that are lost under load (docs/ros.md, "Input QoS and transport").
 
-``max_rate`` (Hz, 0: no cap) caps the encoding rate below the input rate (pairs in between are
-dropped through the same slot, and counted).
+Real-time policy: subscription callbacks only hand messages to the synchronizer, which hands
+pairs to a short backlog; the worker encodes them oldest first. A pair is dropped (and counted)
+only when a newer pair waits behind it and it has waited more than ``max_wait`` seconds (or more
+than ``MAX_BACKLOG`` pairs wait): a CPU hiccup or a short burst costs latency, not pairs; an
+encoder slower than its input for longer keeps latency bounded by ``max_wait`` plus one encode,
+and the newest pair is never the one dropped. ``max_wait`` 0: keep only the newest pair.
+
+``max_rate`` (Hz, 0: no cap) caps the encoding rate below the input rate (the worker then takes
+the newest pair; pairs in between are dropped, and counted).
 
 Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) call, when a
 new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``), after an encoding error,
-when the input size or encoding changes, and when capture stamps jump more than 1 s ahead or go
-back more than 1 s.
+when the input size or encoding changes, and when capture stamps jump ahead or go back by more
+than the stream's gap: ``max_gap`` seconds when > 0, else more than 3 frame intervals of the
+stream and at least 1 s (codec/stream.py, ``StampRhythm``: a camera throttled to 1 Hz codes
+predicted frames, a 10 s pause still brings a key frame).
 
 The stream itself (resize, the per-pair decisions, key frames, counts) is
 :class:`mm_compress_ros.codec.session.PairEncoder`, the same as ``bag encode``'s; this node adds the
-ROS around it: QoS, synchronizer, the keep-newest slot, publishing, logs, diagnostics, service.
+ROS around it: QoS, synchronizer, the backlog, publishing, logs, diagnostics, service.
 
 Bad input (docs/reliability.md, "Bad input at the nodes"), each with a throttled log line and no
 exception out of a callback: unsupported encodings (the pair is skipped and counted), a size or
 encoding change (key frame), one input silent for more than ``MISSING_INPUT_S`` while the other
 keeps coming (nothing can be paired, so nothing is encoded: said every few seconds), both inputs
 arriving but never pairing within ``sync_slop``, a pair older than the last encoded one (skipped
-as ``stale`` when less than 1 s older, else taken as a clock reset and encoded as a key frame),
+as ``stale`` when less than the gap older, else taken as a clock reset and encoded as a key frame),
 and images whose data do not match their size (counted as errors, key frame after).
 
 Reports bitrate, fps, encode time and drops every ``log_period`` seconds in the log and every
@@ -36,6 +47,7 @@ Reports bitrate, fps, encode time and drops every ``log_period`` seconds in the 
 """
 from __future__ import annotations
 
+import collections
 import sys
 import threading
 import time
@@ -60,27 +72,54 @@ NOTE_LOG = {"stale": ("warning", WARN_PERIOD_S), "unsupported": ("error", WARN_P
             "clock_reset": ("warning", 0.0), "stamp_jump": ("info", 1.0), "input_changed": ("warning", 1.0)}
 
 
-class LatestSlot:
-    """A one-element mailbox: ``put`` replaces an unconsumed item (returns True when it did)."""
+MAX_BACKLOG = 32           # pairs waiting for the worker at most (a 640x480 pair: 1.2 MB)
+INPUT_QOS_CHECK_S = 0.2    # input_qos_reliability auto: how often the publishers' QoS is looked at
 
-    def __init__(self):
+
+class PairBacklog:
+    """Synchronized pairs waiting for the worker, oldest first (thread-safe).
+
+    A pair is dropped only when a newer pair waits behind it and it has waited ``max_wait``
+    seconds or more (0: at once, which keeps only the newest pair), or when more than
+    ``max_pairs`` wait. The newest pair is never dropped. ``put`` and ``take`` return how many
+    pairs they dropped."""
+
+    def __init__(self, max_wait: float, max_pairs: int = MAX_BACKLOG):
+        self.max_wait, self.max_pairs = float(max_wait), int(max_pairs)
         self._cv = threading.Condition()
-        self._item = None
+        self._items: collections.deque = collections.deque()   # (arrival time, item)
         self._closed = False
 
-    def put(self, item) -> bool:
+    def __len__(self) -> int:
         with self._cv:
-            replaced = self._item is not None
-            self._item = item
-            self._cv.notify()
-            return replaced
+            return len(self._items)
 
-    def take(self, timeout: float | None = None):
+    def _trim(self, now: float, newest: bool) -> int:
+        dropped = 0
+        while len(self._items) > 1 and (newest or len(self._items) > self.max_pairs
+                                        or now - self._items[0][0] >= self.max_wait):
+            self._items.popleft()
+            dropped += 1
+        return dropped
+
+    def put(self, item, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
         with self._cv:
-            if self._item is None and not self._closed:
+            self._items.append((now, item))
+            dropped = self._trim(now, newest=False)
+            self._cv.notify()
+            return dropped
+
+    def take(self, timeout: float | None = None, newest: bool = False, now: float | None = None):
+        """(the oldest pair that may still be encoded, or the newest with ``newest``; or None
+        after ``timeout``), and the number of pairs dropped on the way."""
+        with self._cv:
+            if not self._items and not self._closed:
                 self._cv.wait(timeout)
-            item, self._item = self._item, None
-            return item
+            if not self._items:
+                return None, 0
+            dropped = self._trim(time.monotonic() if now is None else now, newest)
+            return self._items.popleft()[1], dropped
 
     def close(self):
         with self._cv:
@@ -91,7 +130,7 @@ class LatestSlot:
 class EncoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("encoder_node", **kwargs)
-        from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC
+        from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
 
         p = self.declare_parameter
         self.model_name = p("model", "").value    # "": the reference_codec profile's model
@@ -99,13 +138,14 @@ class EncoderNode(Node):
         self.quality = int(p("quality", 0).value) or None   # 0: the model's middle level
         self.gop = int(p("gop", 10).value)
         self.reference_codec = p("reference_codec", DEFAULT_REFERENCE_CODEC).value
+        self.thermal_codec = p("thermal_codec", DEFAULT_THERMAL_CODEC).value
         self.video_encoder = p("video_encoder", "auto").value
         self.target_kbps = float(p("target_kbps", 0.0).value)
         self.device = p("device", "auto").value
         resize = list(p("resize", [0, 0]).value)
         self.sync_queue_size = int(p("sync_queue_size", 10).value)
         self.sync_slop = float(p("sync_slop", 0.05).value)
-        in_rel = p("input_qos_reliability", "best_effort").value
+        in_rel = p("input_qos_reliability", "auto").value
         in_depth = int(p("input_qos_depth", 5).value)
         out_rel = p("output_qos_reliability", "reliable").value
         out_depth = int(p("output_qos_depth", 10).value)
@@ -113,8 +153,18 @@ class EncoderNode(Node):
         self.log_period = float(p("log_period", 5.0).value)
         self.diag_period = float(p("diagnostics_period", 1.0).value)
         self.max_rate = float(p("max_rate", 0.0).value)
+        self.max_wait = float(p("max_wait", 1.0).value)   # s a pair may wait while newer ones come
         self.torch_threads = int(p("torch_threads", 0).value)
+        self.max_gap = float(p("max_gap", 0.0).value)   # s; 0: by the stream's own rhythm
 
+        if in_rel not in ("auto", "best_effort", "reliable"):
+            raise ValueError(f"input_qos_reliability must be auto, best_effort or reliable, not {in_rel!r}")
+        make_qos("best_effort" if in_rel == "auto" else in_rel, in_depth)   # checks the value
+        if self.max_wait < 0:
+            raise ValueError(f"max_wait must be >= 0 s (0: keep only the newest pair), not {self.max_wait}")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be >= 0 s (0: by the stream's frame interval), not {self.max_gap}")
+        max_gap_ns = int(self.max_gap * 1e9) or None
         if self.direction not in ("thermal_given_rgb", "rgb_given_thermal"):
             raise ValueError(f"direction must be thermal_given_rgb or rgb_given_thermal, not {self.direction!r}")
         if len(resize) != 2 or min(resize) < 0:
@@ -124,22 +174,26 @@ class EncoderNode(Node):
         import torch
 
         from mm_compress_ros.codec.session import PairEncoder
-        from mm_compress_ros.codec.zoo import default_model, load_model
+        from mm_compress_ros.codec.stream import StampRhythm
+        from mm_compress_ros.codec.zoo import encoding_model
 
-        self.model_name = self.model_name or default_model(self.reference_codec)
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
 
         t0 = time.monotonic()
-        self.model = load_model(self.model_name, direction=self.direction, device=self.device)
+        self.model = encoding_model(self.reference_codec, self.thermal_codec, self.model_name or None,
+                                    self.direction, self.device)
         # The stream state and the per-pair decisions (stale pairs, clock resets, stamp gaps, input
         # changes, resize, key frames) are the pair encoder's; this node adds the ROS around it.
         self.pairs = PairEncoder(self.model, resize=self.resize, quality=self.quality, gop=self.gop,
                                  reference_codec=self.reference_codec, encoder=self.video_encoder,
-                                 target_kbps=self.target_kbps)
+                                 target_kbps=self.target_kbps, thermal_codec=self.thermal_codec,
+                                 reconstruct=False, max_gap_ns=max_gap_ns)
+        self.model_name = self.pairs.stream.model_id or "none"
+        where = f" ({self.direction}) on {self.model.device}" if self.model is not None else ""
         self.get_logger().info(
-            f"model {self.model_name} ({self.direction}) on {self.model.device}, reference codec "
-            f"{self.reference_codec} (profile {self.pairs.stream.profile}), quality {self.pairs.stream.quality}, "
+            f"model {self.model_name}{where}, reference codec {self.reference_codec}, thermal codec "
+            f"{self.thermal_codec} (profile {self.pairs.stream.profile}), quality {self.pairs.stream.quality}, "
             f"gop {self.gop}, loaded in {time.monotonic() - t0:.1f} s")
         # the level in use (0 asked for the model's middle one), as `ros2 param get` and the viewer read it
         self.set_parameters([rclpy.parameter.Parameter("quality", value=self.pairs.stream.quality)])
@@ -150,7 +204,7 @@ class EncoderNode(Node):
 
         # Statistics (written by the worker and the callbacks, read by the timers); the pair
         # encoder counts the pairs it encodes or skips (self.pairs.counts).
-        self.drops = 0                 # synchronized pairs replaced in the slot before encoding
+        self.drops = 0                 # synchronized pairs dropped from the backlog before encoding
         self.errors = 0
         self.key_requests = 0
         self._enc_ms = Window(10.0)
@@ -164,19 +218,26 @@ class EncoderNode(Node):
         self._arrival = {"rgb": None, "thermal": None}
         self._arrivals = {"rgb": 0, "thermal": 0}
         self._input_stamp = {"rgb": None, "thermal": None}
+        # each input's own rhythm, for a clock reset on one input (the pair encoder has the pairs')
+        self._input_rhythm = {"rgb": StampRhythm(max_gap_ns), "thermal": StampRhythm(max_gap_ns)}
         self._last_pair_time = None
         self._started = time.monotonic()
         self._silent_since_warned = {"rgb": False, "thermal": False}
         self._logged_at: dict[str, float] = {}
 
         self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
-        self.slot = LatestSlot()
+        self.backlog = PairBacklog(self.max_wait)
         self._stop = threading.Event()
 
         self.pub = self.create_publisher(EncodedFrame, "encoded", make_qos(out_rel, out_depth))
-        in_qos = make_qos(in_rel, in_depth)
-        self.create_subscription(Image, "rgb/image", self._on_rgb, in_qos)
-        self.create_subscription(Image, "thermal/image", self._on_thermal, in_qos)
+        self._in_depth = in_depth
+        self._inputs = {"rgb": ("rgb/image", self._on_rgb), "thermal": ("thermal/image", self._on_thermal)}
+        self._subs: dict = {}
+        self._sub_rel: dict[str, str] = {}
+        for name in self._inputs:   # auto: best effort (matches any publisher) until one is seen
+            self._subscribe(name, "best_effort" if in_rel == "auto" else in_rel)
+        if in_rel == "auto":
+            self.create_timer(INPUT_QOS_CHECK_S, self._match_input_qos)
         self.create_service(Trigger, "request_key_frame", self._on_key_request)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._subscribers = 0
@@ -189,6 +250,31 @@ class EncoderNode(Node):
 
         self.worker = threading.Thread(target=self._work, name="encoder_worker", daemon=True)
         self.worker.start()
+
+    # -- input QoS ------------------------------------------------------------------------------
+    def _subscribe(self, name: str, reliability: str):
+        topic, callback = self._inputs[name]
+        old = self._subs.pop(name, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        self._subs[name] = self.create_subscription(Image, topic, callback, make_qos(reliability, self._in_depth))
+        self._sub_rel[name] = reliability
+
+    def _match_input_qos(self):
+        """Timer (input_qos_reliability auto): each input subscribed with its publishers' reliability."""
+        from rclpy.qos import ReliabilityPolicy
+
+        for name in list(self._subs):
+            topic = self._subs[name].topic_name
+            infos = self.get_publishers_info_by_topic(topic)
+            if not infos:
+                continue   # nobody publishes (yet, or any more): keep the subscription as it is
+            reliable = [i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos]
+            want = "reliable" if all(reliable) else "best_effort"
+            if want != self._sub_rel[name]:
+                self._subscribe(name, want)
+                self.get_logger().info(
+                    f"{topic}: {sum(reliable)} of {len(infos)} publisher(s) reliable: subscribing {want}")
 
     # -- callbacks (short: hand over and return) ------------------------------------------------
     def _on_rgb(self, msg: Image):
@@ -206,7 +292,7 @@ class EncoderNode(Node):
         self._arrivals[name] += 1
         stamp, prev = stamp_to_ns(msg.header.stamp), self._input_stamp[name]
         self._input_stamp[name] = stamp
-        if prev is not None and prev - stamp > self.pairs.max_gap_ns:
+        if self._input_rhythm[name].step(stamp) == "reset":
             # A clock reset on this input: its queued messages are all "newer" than anything it
             # will send for a while, and a full queue would evict every new message at once.
             removed = self.sync.clear(index)
@@ -262,9 +348,12 @@ class EncoderNode(Node):
 
     def _on_pair(self, rgb_msg: Image, thermal_msg: Image):
         self._last_pair_time = time.monotonic()
-        if self.slot.put((rgb_msg, thermal_msg)):
+        self._count_drops(self.backlog.put((rgb_msg, thermal_msg)))
+
+    def _count_drops(self, n: int):
+        if n:
             with self._stats_lock:
-                self.drops += 1
+                self.drops += n
 
     def _on_set_parameters(self, params):
         from rcl_interfaces.msg import SetParametersResult
@@ -308,19 +397,20 @@ class EncoderNode(Node):
     # -- worker -------------------------------------------------------------------------------
     def _work(self):
         next_start = 0.0
+        capped = self.max_rate > 0
         while not self._stop.is_set():
-            pair = self.slot.take(timeout=0.2)
+            pair, dropped = self.backlog.take(timeout=0.2, newest=capped)
+            self._count_drops(dropped)
             if pair is None:
                 continue
-            if self.max_rate > 0:
+            if capped:
                 # Rate cap: wait, then take the newest pair (the one waited on may be replaced).
                 delay = next_start - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                    newer = self.slot.take(timeout=0.0)
+                    newer, dropped = self.backlog.take(timeout=0.0, newest=True)
                     if newer is not None:
-                        with self._stats_lock:
-                            self.drops += 1
+                        self._count_drops(dropped + 1)
                         pair = newer
                 next_start = time.monotonic() + 1.0 / self.max_rate
             try:
@@ -360,7 +450,8 @@ class EncoderNode(Node):
                   "rgb_received": self._arrivals["rgb"], "thermal_received": self._arrivals["thermal"],
                   "fps": self._bits.rate(), "kbps": self._bits.sum_rate() / 1000.0,
                   "encode_ms_mean": mean(enc), "encode_ms_p95": percentile(enc, 95),
-                  "subscribers": self._subscribers})
+                  "subscribers": self._subscribers, "backlog": len(self.backlog),
+                  "rgb_qos": self._sub_rel["rgb"], "thermal_qos": self._sub_rel["thermal"]})
         return s
 
     def _log_stats(self):
@@ -389,7 +480,7 @@ class EncoderNode(Node):
 
     def destroy_node(self):
         self._stop.set()
-        self.slot.close()
+        self.backlog.close()
         if self.worker.is_alive():
             self.worker.join(timeout=5.0)
         return super().destroy_node()

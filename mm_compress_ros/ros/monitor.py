@@ -62,7 +62,9 @@ def _packet_info(data: bytes) -> dict:
     except Exception:  # noqa: BLE001  (a corrupt packet)
         return {}
     return {"sizes": modality_bytes(h), "rgb_size": list(h.rgb_size), "thermal_size": list(h.thermal_size),
-            "frame_index": h.frame_index}
+            "frame_index": h.frame_index, "profile": h.profile, "thermal_codec": h.thermal_codec,
+            "thermal_max_error": h.thermal_max_error, "reference_codec": h.reference_codec,
+            "model": h.model_id or None, "reference_qp": h.reference_qp, "thermal_qp": h.thermal_qp}
 
 
 class PipelineMonitor(Node):
@@ -143,10 +145,12 @@ class PipelineMonitor(Node):
             arr = to_rgb(arr, msg.encoding)
         with self._lock:
             ref = self.raw[modality].get(stamp)
-        value = psnr(ref, arr) if ref is not None and ref.dtype == arr.dtype else None
+        same = ref is not None and ref.dtype == arr.dtype and ref.shape == arr.shape
+        value = psnr(ref, arr) if same else None
+        max_err = int(np.abs(ref.astype(np.int32) - arr.astype(np.int32)).max()) if same else None
         rec = {"kind": "decoded", "modality": modality, "stamp": stamp, "frame_id": msg.header.frame_id,
                "encoding": msg.encoding, "width": msg.width, "height": msg.height,
-               "latency_ms": (now - stamp) / 1e6, "psnr": value, "recv_ns": now,
+               "latency_ms": (now - stamp) / 1e6, "psnr": value, "max_abs_error": max_err, "recv_ns": now,
                "matched_raw": ref is not None, "data_sha256": hashlib.sha256(bytes(msg.data)).hexdigest()}
         with self._lock:
             st = self.stats[modality]

@@ -17,13 +17,12 @@ import sys
 import threading
 import time
 
-import rclpy
 from rclpy.node import Node
 from rclpy.time import Duration
 from sensor_msgs.msg import Image
 
 from mm_compress_ros.io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, from_rgb, numpy_to_image
-from mm_compress_ros.ros.common import make_qos
+from mm_compress_ros.ros.common import make_qos, spin_node
 from mm_compress_ros.ros.sources import detect_source, open_source, thermal_to_encoding
 
 
@@ -170,32 +169,15 @@ class SamplePublisher(Node):
 
     def destroy_node(self):
         self._stop.set()
+        self._reader.join(timeout=5.0)   # it may log: before the context goes
         return super().destroy_node()
 
 
 def main(argv=None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    node = None
-    try:
-        try:
-            node = SamplePublisher()
-        except Exception as exc:  # noqa: BLE001  (bad parameter, missing model: one line, exit 1)
-            print(f"[sample_publisher] error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return 1
-        while rclpy.ok() and not (node.done.is_set() and node.exit_when_done):
-            rclpy.spin_once(node, timeout_sec=0.1)
-        if node.done.is_set():
-            # Let the last messages leave before the process exits.
-            end = time.monotonic() + 0.5
-            while time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.05)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Runs until the frames are published (count, end of a non-looping source; exit_when_done),
+    # then 0.5 s more so that the last messages leave; SIGINT / SIGTERM end it cleanly.
+    return spin_node(SamplePublisher, "sample_publisher", argv,
+                     done=lambda node: node.done.is_set() and node.exit_when_done, linger_s=0.5)
 
 
 if __name__ == "__main__":
