@@ -404,15 +404,9 @@ def render_section(result: dict) -> str:
 
 def write_docs(result: dict, doc: Path = REPO / "docs" / "results.md") -> None:
     """Puts the section into docs/results.md between its markers (before "## Reproduce")."""
-    text = doc.read_text()
-    section = f"{MARK_BEGIN}\n{render_section(result)}{MARK_END}\n"
-    if MARK_BEGIN in text:
-        a, b = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        i = text.index("## Reproduce")
-        text = text[:i] + section + "\n" + text[i:]
-    doc.write_text(text)
+    from mm_compress_ros.eval.docsection import put_section
+
+    put_section(doc, MARK_BEGIN, MARK_END, render_section(result))
 
 
 def main(argv=None) -> int:

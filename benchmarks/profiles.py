@@ -37,6 +37,7 @@ from mm_compress_ros.eval.bdrate import BDError, bd_rate  # noqa: E402
 from mm_compress_ros.eval.learned import run_sequence  # noqa: E402
 from mm_compress_ros.eval.metrics import psnr  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences  # noqa: E402
+from mm_compress_ros.eval.docsection import put_section  # noqa: E402
 from mm_compress_ros.eval.yardstick import log_rate_at as _rate_at  # noqa: E402
 
 MODS = ("rgb", "thermal")
@@ -242,15 +243,7 @@ def render_markdown(res: dict) -> str:
 
 def update_results_doc(res: dict, doc: Path) -> None:
     """Puts the section into docs/results.md between its markers (before "## Reproduce")."""
-    text = doc.read_text()
-    section = f"{MARK_BEGIN}\n{render_markdown(res)}{MARK_END}\n"
-    if MARK_BEGIN in text:
-        a, b = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END) + 1
-        text = text[:a] + section + text[b:]
-    else:
-        i = text.index("## Reproduce")
-        text = text[:i] + section + "\n" + text[i:]
-    doc.write_text(text)
+    put_section(doc, MARK_BEGIN, MARK_END, render_markdown(res))
 
 
 MARK_BEGIN, MARK_END = "<!-- profiles: benchmarks/profiles.py -->", "<!-- /profiles -->"

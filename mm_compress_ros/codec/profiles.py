@@ -49,6 +49,12 @@ def profile_name(reference_codec: str, thermal_codec: str = "learned") -> str:
     return "hybrid" if thermal_codec == "learned" else "standard"
 
 
+def thermal_for(reference_codec: str, thermal_codec: str) -> str:
+    """The thermal codec a choice means with this RGB codec: ``auto`` with a learned RGB layer is
+    the learned profile (both by the model); anything else as given."""
+    return "learned" if reference_codec == "learned" and thermal_codec == AUTO else thermal_codec
+
+
 def check_profile(reference_codec: str, thermal_codec: str) -> None:
     """Raises ValueError (one line) for a combination of layers that is not a profile."""
     if reference_codec not in REFERENCE_CODEC_NAMES:

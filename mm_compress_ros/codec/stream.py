@@ -24,7 +24,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFE
                      PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
 from .profiles import (DEFAULT_DIRECTION, DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS,
-                       check_profile, profile_name, reference_qp)
+                       check_profile, profile_name, reference_qp, thermal_for)
 from .reference import make_reference
 from .thermal import AUTO, fits, make_thermal, resolve, thermal_range
 from .videocodec import VideoCodecError
@@ -226,6 +226,7 @@ class StreamEncoder:
                  reconstruct: bool = True):
         if thermal_codec is None:   # a model codes thermal; without one, the default standard layer
             thermal_codec = "learned" if model is not None else DEFAULT_THERMAL_CODEC
+        thermal_codec = thermal_for(reference_codec, thermal_codec)
         check_profile(reference_codec, thermal_codec)
         self.thermal_choice = thermal_codec          # as asked: auto picks per thermal format
         self.thermal_codec = resolve(thermal_codec, "mono8")   # the codec of the frames being coded

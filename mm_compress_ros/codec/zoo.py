@@ -24,7 +24,7 @@ from .api import DIRECTIONS, LearnedReferenceCodec
 from .multimodal import ModelConfig, MultiModalCodec
 from .rtcodec import RTConfig, RTDependentCodec
 
-from .profiles import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL, default_model  # noqa: E402,F401
+from .profiles import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL, default_model, thermal_for  # noqa: E402,F401
 
 
 class ModelError(ValueError):
@@ -194,6 +194,7 @@ def encoding_model(reference_codec: str, thermal_codec: str = "learned", name: s
     """The model an encoder of this profile loads (the one place that decides it for the command
     line, the bag tools and the encoder node): the one named (or ``path``), else the profile's
     default; None for the standard profile, which codes both cameras without a model."""
+    thermal_codec = thermal_for(reference_codec, thermal_codec)
     if thermal_codec != "learned":
         if name or path:
             raise ModelError(f"thermal codec {thermal_codec} codes both cameras as standard streams and takes "

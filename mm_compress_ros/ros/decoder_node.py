@@ -74,9 +74,9 @@ class DecoderNode(Node):
         self._model_key = (self.model_name, self.direction) if self.model_name else ("", "")
         self.model = self._get_model(*self._model_key)
         self.decoder = StreamDecoder(self.model)
-        if self.model is not None:
-            self.get_logger().info(f"model {self.model_name} ({self.direction}) on {self.model.device}, "
-                                   f"loaded in {time.monotonic() - t0:.1f} s")
+        what = (f"model {self.model_name} ({self.direction}) on {self.model.device}" if self.model is not None else
+                "no model (standard-profile streams need none; a stream that names one loads it)")
+        self.get_logger().info(f"{what}, loaded in {time.monotonic() - t0:.1f} s")
 
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
