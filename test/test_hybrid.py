@@ -161,7 +161,8 @@ def test_across_processes_encoder_and_decoder_hold_bit_identical_frames(tmp_path
     src = write_crops(tmp_path / "src", 5, h=192, w=256, y=100, x=150)
     stream = tmp_path / "s.mmc"
     r = _cli("encode", "--rgb", src / "rgb", "--thermal", src / "thermal", "--out", stream, "--gop", 3,
-             "--reference-codec", codec, "--encoder", "software", "--recon", tmp_path / "recon", "--quiet",
+             "--reference-codec", codec, "--thermal-codec", "learned", "--encoder", "software",
+             "--recon", tmp_path / "recon", "--quiet",
              "--device", "cpu")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
