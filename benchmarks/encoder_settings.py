@@ -892,7 +892,8 @@ def main(argv=None) -> int:
     ap.add_argument("--plot", help="PNG path (default: beside --out, .png)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--resume", action="store_true",
-                    help="continue from OUT.partial.json (written after every phase) of an interrupted run")
+                    help="continue from the checkpoint (written after every phase) of an interrupted run")
+    ap.add_argument("--checkpoint", help="checkpoint file (default OUT with .partial.json); removed at the end")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames = min(args.frames, 8)
@@ -924,7 +925,7 @@ def main(argv=None) -> int:
                                                    "qps", "gops", "refresh", "join_starts", "target_fps",
                                                    "no_psy", "timing_passes", "quick")}
     out = Path(args.out)
-    partial_path = out.with_name(out.stem + ".partial.json")
+    partial_path = Path(args.checkpoint) if args.checkpoint else out.with_name(out.stem + ".partial.json")
     done: dict = {}
     if args.resume and partial_path.exists():
         done = json.loads(partial_path.read_text())
