@@ -118,7 +118,7 @@ def test_eval_cli_one_line_errors(extra, message, tmp_path, capsys):
 def test_eval_measures_the_default_profile(tmp_path, capsys):
     """No profile flags: the product's default (standard: RGB and thermal as H.264 streams, no model),
     at levels of its 64; the cache keeps profiles apart."""
-    from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+    from mm_compress_ros.codec.profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
 
     assert (DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC) == ("h264", "auto")
     cache = tmp_path / "cache"

@@ -24,7 +24,6 @@ import torch
 from .api import DependentCodec, LearnedReferenceCodec
 from .imaging import to_tensor
 from .packet import REFERENCE_CODECS
-from .profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS, reference_qp  # noqa: F401 (TODO: callers to import profiles)
 from .videocodec import CODECS, LowDelayEncoder, VideoDecoder
 
 @dataclass

@@ -1,7 +1,7 @@
 """``mm-compress eval``: rate-distortion of the project's codec against x265 and JPEG anchors.
 
 The codec is measured in one profile, as ``mm-compress encode`` codes it: by default the product's
-default (``codec.reference.DEFAULT_REFERENCE_CODEC`` / ``DEFAULT_THERMAL_CODEC``: the standard
+default (``codec.profiles.DEFAULT_REFERENCE_CODEC`` / ``DEFAULT_THERMAL_CODEC``: the standard
 profile, both cameras standard low-delay streams, no model); ``--thermal-codec learned`` the hybrid
 profile (model mmrt), ``--reference-codec learned`` the learned profile (model mmvc); ``--model``
 another model of that profile. Everything that can be known before coding (a model that cannot serve
@@ -305,7 +305,7 @@ def evaluate(seqs, anchors=anc.ANCHORS, settings: dict | None = None, model=None
     from tqdm import tqdm
 
     from ..codec.packet import profile_name
-    from ..codec.reference import STANDARD_LEVELS
+    from ..codec.profiles import STANDARD_LEVELS
 
     settings = settings or {}
     jobs: list[Job] = []
@@ -521,7 +521,7 @@ def add_setting_options(p) -> None:
 def thermal_choice(reference_codec: str, thermal_codec: str | None) -> str:
     """``--thermal-codec`` as given, else the profile's: learned for ``--reference-codec learned``
     (the learned profile codes both cameras with the model), else ``DEFAULT_THERMAL_CODEC``."""
-    from ..codec.reference import DEFAULT_THERMAL_CODEC
+    from ..codec.profiles import DEFAULT_THERMAL_CODEC
 
     if thermal_codec is not None:
         return thermal_codec
@@ -532,7 +532,7 @@ def load_profile(args):
     """(model or None, (reference codec, thermal codec)) of the profile ``args`` ask for, checked
     as an encoder of it would check it (a model that cannot serve it, levels outside its range):
     CliError with one line before anything is coded."""
-    from ..codec.reference import STANDARD_LEVELS
+    from ..codec.profiles import STANDARD_LEVELS
     from ..codec.stream import StreamEncoder, check_profile
     from ..codec.zoo import encoding_model
 
@@ -598,7 +598,7 @@ def cmd_eval(args) -> None:
 
 def add_eval_parser(subparsers) -> None:
     from ..codec.packet import REFERENCE_CODECS, THERMAL_CODECS
-    from ..codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+    from ..codec.profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
     from ..codec.zoo import DEFAULT_DIRECTION, DEFAULT_HYBRID_MODEL, DEFAULT_MODEL
 
     p = subparsers.add_parser(

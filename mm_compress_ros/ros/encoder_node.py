@@ -130,7 +130,7 @@ class PairBacklog:
 class EncoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("encoder_node", **kwargs)
-        from mm_compress_ros.codec.reference import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+        from mm_compress_ros.codec.profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
 
         p = self.declare_parameter
         self.model_name = p("model", "").value    # "": the reference_codec profile's model

@@ -30,7 +30,7 @@ import numpy as np
 from ..codec.profiles import reference_qp
 
 CODEC = "h264"
-# the QPs of levels 1, 32 and 64 of the real-time model (codec.reference.reference_qp: 37, 30, 22)
+# the QPs of levels 1, 32 and 64 of the real-time model (codec.profiles.reference_qp: 37, 30, 22)
 CODED_QPS = tuple(reference_qp(level, 64) for level in (1, 32, 64))
 GOP = 10                     # the stream's default key-frame interval
 _NAME = re.compile(r"rgb_h264_qp(\d+)\.h264$")
