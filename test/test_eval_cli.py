@@ -153,7 +153,7 @@ def test_eval_measures_the_default_profile(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--model", "mmrt"], "takes no model"),                                     # the default profile is standard
+    (["--thermal-codec", "h264", "--model", "mmrt"], "takes no model"),                                     # the default profile is standard
     (["--model", "mmrt", "--reference-codec", "learned"], "codes only the dependent modality"),
     (["--reference-codec", "learned", "--thermal-codec", "h264"], "needs a standard RGB layer"),
     (["--quality", "65"], "quality 65 is outside 1..64"),

@@ -101,8 +101,8 @@ def test_declared_parameter_scan_finds_known_names():
 
 @pytest.mark.parametrize("executable,param,message", [
     ("sample_publisher", "rgb_encoding:=rgba8", "rgb_encoding must be one of"),
-    # the default (standard) profile takes no model: a model given anyway is a mistake, said in one line
-    ("encoder_node", "model:=no_such_model", "ModelError: thermal codec auto codes both cameras as standard streams"),
+    # a model named means the learned thermal layer (thermal_codec auto): an unknown one, said in one line
+    ("encoder_node", "model:=no_such_model", "ModelError: model 'no_such_model'"),
     ("encoder_node", "direction:=sideways", "direction must be"),
 ])
 def test_bad_parameters_end_the_node_with_one_line(ros, executable, param, message):

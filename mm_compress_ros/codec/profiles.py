@@ -49,10 +49,12 @@ def profile_name(reference_codec: str, thermal_codec: str = "learned") -> str:
     return "hybrid" if thermal_codec == "learned" else "standard"
 
 
-def thermal_for(reference_codec: str, thermal_codec: str) -> str:
-    """The thermal codec a choice means with this RGB codec: ``auto`` with a learned RGB layer is
-    the learned profile (both by the model); anything else as given."""
-    return "learned" if reference_codec == "learned" and thermal_codec == AUTO else thermal_codec
+def thermal_for(reference_codec: str, thermal_codec: str, with_model: bool = False) -> str:
+    """The thermal codec a choice means: ``auto`` with a learned RGB layer, or with a model named,
+    is the learned thermal layer (a model is asked for only to code thermal); else as given."""
+    if thermal_codec == AUTO and (reference_codec == "learned" or with_model):
+        return "learned"
+    return thermal_codec
 
 
 def check_profile(reference_codec: str, thermal_codec: str) -> None:

@@ -226,7 +226,7 @@ class StreamEncoder:
                  reconstruct: bool = True):
         if thermal_codec is None:   # a model codes thermal; without one, the default standard layer
             thermal_codec = "learned" if model is not None else DEFAULT_THERMAL_CODEC
-        thermal_codec = thermal_for(reference_codec, thermal_codec)
+        thermal_codec = thermal_for(reference_codec, thermal_codec, model is not None)
         check_profile(reference_codec, thermal_codec)
         self.thermal_choice = thermal_codec          # as asked: auto picks per thermal format
         self.thermal_codec = resolve(thermal_codec, "mono8")   # the codec of the frames being coded

@@ -194,7 +194,7 @@ def encoding_model(reference_codec: str, thermal_codec: str = "learned", name: s
     """The model an encoder of this profile loads (the one place that decides it for the command
     line, the bag tools and the encoder node): the one named (or ``path``), else the profile's
     default; None for the standard profile, which codes both cameras without a model."""
-    thermal_codec = thermal_for(reference_codec, thermal_codec)
+    thermal_codec = thermal_for(reference_codec, thermal_codec, bool(name or path))
     if thermal_codec != "learned":
         if name or path:
             raise ModelError(f"thermal codec {thermal_codec} codes both cameras as standard streams and takes "
