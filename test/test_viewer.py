@@ -38,7 +38,7 @@ from mm_compress_ros.ros.launch_table import node_commands, read_table
 
 pytestmark = pytest.mark.ros
 SEQ = DATA_ROOT / "m3svd_seq" / "0111_1716"
-VIEWER_SOURCE = REPO / "mm_compress_ros" / "ros" / "viewer_node.py"
+VIEWER_SOURCE = REPO / "mm_compress_ros" / "ros" / "viewer" / "node.py"
 RSS_TOLERANCE_MB = 12.0
 
 
