@@ -63,7 +63,7 @@ from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoCodecError, V
 from mm_compress_ros.eval.anchors import x265_video  # noqa: E402
 from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate  # noqa: E402
 from mm_compress_ros.eval.metrics import bpp, psnr  # noqa: E402
-from mm_compress_ros.eval.report import cpu_name  # noqa: E402
+from mm_compress_ros.eval.engine import cpu_name  # noqa: E402
 
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 QPS = (37, 32, 27, 22)

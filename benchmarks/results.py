@@ -33,8 +33,9 @@ for p in (REPO, REPO / "benchmarks"):
 
 from mm_compress_ros.errors import CliError  # noqa: E402
 from mm_compress_ros.eval import anchors as anc  # noqa: E402
-from mm_compress_ros.eval.report import (MODALITIES, TARGET_PSNR, _json_safe, add_setting_options,  # noqa: E402
-                                         anchor_settings, cpu_name, evaluate, plot, render_markdown)
+from mm_compress_ros.eval.engine import cpu_name, evaluate  # noqa: E402
+from mm_compress_ros.eval.report import add_setting_options, anchor_settings  # noqa: E402
+from mm_compress_ros.eval.tables import MODALITIES, TARGET_PSNR, json_safe, plot, render_markdown  # noqa: E402
 
 # Orientation numbers quoted in issue 5 (bpp at 35 dB on m3svd_seq, measured earlier by others).
 ISSUE_ORIENTATION = {
@@ -44,7 +45,7 @@ ISSUE_ORIENTATION = {
 
 
 def strip_frames(result: dict) -> dict:
-    out = json.loads(json.dumps(_json_safe(result)))
+    out = json.loads(json.dumps(json_safe(result)))
     for c in out["codecs"].values():
         for p in c["points"]:
             p.pop("pair_times", None)
@@ -145,10 +146,10 @@ def build_doc(result: dict, plots: dict, gop_md: str | None, args, command: str,
 def _bd_cells(anchor_points, test_points, modality) -> tuple[str, str]:
     """(BD-rate, BD-PSNR) of ``test`` against ``anchor`` as text; 'n/a (why)' where undefined."""
     from mm_compress_ros.eval.bdrate import BDError, bd_psnr, bd_rate
-    from mm_compress_ros.eval.report import _curve
+    from mm_compress_ros.eval.tables import curve
 
-    ra, qa = _curve(anchor_points, modality, "psnr")
-    rt, qt = _curve(test_points, modality, "psnr")
+    ra, qa = curve(anchor_points, modality, "psnr")
+    rt, qt = curve(test_points, modality, "psnr")
     cells = []
     for f, fmt in ((bd_rate, "{:+.1f} %"), (bd_psnr, "{:+.2f} dB")):
         try:
@@ -338,7 +339,7 @@ def main(argv=None) -> int:
                           "cpu": cpu_name(), "cores": os.cpu_count(), "settings": {
                               **anchor_settings(args), "keyint": args.keyint,
                               "gop": args.gop, "frames": args.frames, "crop": args.crop}})
-    (runs / "rd.json").write_text(json.dumps(_json_safe(result)) + "\n")
+    (runs / "rd.json").write_text(json.dumps(json_safe(result)) + "\n")
     doc.write_text(build_doc(result, plots, gop_md, args, command, seconds, model_note))
     if args.update_cards and not args.weights:
         for m in (model, baseline):

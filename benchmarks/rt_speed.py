@@ -67,7 +67,7 @@ from mm_compress_ros.codec.rtcodec import RTConfig, RTDependentCodec  # noqa: E4
 from mm_compress_ros.codec.stream import CODEC_THREADS  # noqa: E402
 from mm_compress_ros.codec.videocodec import LowDelayEncoder, VideoDecoder  # noqa: E402
 from mm_compress_ros.eval.metrics import psnr  # noqa: E402
-from mm_compress_ros.eval.report import cpu_name  # noqa: E402
+from mm_compress_ros.eval.engine import cpu_name  # noqa: E402
 from mm_compress_ros.eval.sequences import load_sequences, parse_crop  # noqa: E402
 
 MARK_BEGIN, MARK_END = "<!-- rt_speed:begin -->", "<!-- rt_speed:end -->"

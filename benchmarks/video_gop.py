@@ -49,7 +49,8 @@ def run(seqs, model, quality: int, gops: list[int], x265_qp: int | None = None, 
     ``mm-compress eval`` measured on the same frames (same model, level and GOP) are reused."""
     from tqdm import tqdm
 
-    from mm_compress_ros.eval.report import Job, frames_digest, measure_point
+    from mm_compress_ros.eval.cache import frames_digest
+    from mm_compress_ros.eval.engine import Job, measure_point
 
     gops = sorted(set([1] + list(gops)))
     n_max = max(len(s) for s in seqs)

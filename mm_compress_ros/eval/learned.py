@@ -22,7 +22,9 @@ from ..codec.stream import StreamDecoder, StreamEncoder
 
 
 @dataclass
-class PairResult:
+class MeasuredPair:
+    """One pair as ``mm-compress eval`` measures it: coded to a packet and decoded from it (not
+    codec/session.py's PairResult, the encoder node's outcome of one pair)."""
     frame_type: str
     packet_bits: int
     bits: dict           # modality -> bits (float: header bytes are split proportionally)
@@ -38,7 +40,7 @@ def split_bits(packet: bytes) -> dict[str, float]:
 
 
 def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int,
-                 reference_codec: str = "learned", thermal_codec: str = "learned") -> list[PairResult]:
+                 reference_codec: str = "learned", thermal_codec: str = "learned") -> list[MeasuredPair]:
     """Encodes and decodes one sequence as one stream (key frame every ``gop`` frames); ``model``
     is None for the standard profile (``thermal_codec`` h264/h265/lossless)."""
     import torch
@@ -60,7 +62,7 @@ def run_sequence(model, rgb_frames, thermal_frames, quality: int, gop: int,
         t2 = time.perf_counter()
         if pair is None:
             raise RuntimeError("the decoder dropped a frame of an unbroken stream")
-        out.append(PairResult(
+        out.append(MeasuredPair(
             frame_type=pair.frame_type, packet_bits=8 * len(packet),
             bits=split_bits(packet),
             decoded={"rgb": np.asarray(pair.rgb), "thermal": np.asarray(pair.thermal)},
