@@ -38,7 +38,7 @@ def test_device_sampler_crops_are_windows_of_the_frames():
     both modalities and every frame of a clip; stills smaller than the crop are left out."""
     import torch
 
-    from mm_compress_ros.train.timed import DeviceSampler
+    from mm_compress_ros.train.sampler import DeviceSampler
 
     ts = load_training_set([DATA / "m3svd_video", DATA / "roadscene"], limit=5, decoder="cv2")
     crop = 192
@@ -233,7 +233,7 @@ def test_device_sampler_draws_coded_references(rt_pack):
     thermal; thermal-only clips come with their blank reference at the blank share."""
     import torch
 
-    from mm_compress_ros.train.timed import DeviceSampler
+    from mm_compress_ros.train.sampler import DeviceSampler
 
     out, _ = rt_pack
     ts = load_training_set([out / "data" / "m3svd_video", out / "data" / "m3svd_thermal_video"],

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..codec.multimodal import MultiModalCodec
 from ..codec.zoo import build_net, load_weights_file
-from .timed import CHECKPOINT_FORMAT, load_shards
+from .shards import CHECKPOINT_FORMAT, load_shards
 from .trainer import PARTS, TrainConfig
 
 

@@ -4,17 +4,18 @@
 GPU run"); ``test/test_device_train.py`` runs it on the CPU. What it does:
 
 * decodes every clip and still once into device memory (uint8) and draws each batch's random
-  aligned crops there (:class:`DeviceSampler`): no step waits for the CPU;
+  aligned crops there (:class:`.sampler.DeviceSampler`): no step waits for the CPU;
 * trains the stages of ``--schedule`` one after the other on one model (``ref:1,dep:2,video:1``:
   shares of the budget, in that order), each with its own fused Adam, bf16 autocast (entropy models
   in float32) and a step that never waits for the device (:class:`..trainer.Trainer` with
   ``sync_free``); per stage: linear warm-up, then ``--lr``, then ``--lr``/10 over the stage's last
-  ``--decay-share`` of its time;
+  ``--decay-share`` of its time (train/schedule.py);
 * stops by the clock: ``--minutes`` counts from the start of :func:`main` (data loading included),
   less ``--reserve-s`` for the last save;
 * every ``--save-every-s`` seconds, after each stage and at the end, writes the weights (float32)
   to ``--out`` as safetensors shards of at most ``--shard-mib`` MiB plus ``checkpoint.json`` (steps,
-  seconds and steps/s per stage, SHA-256 of each shard), overwriting the same file names;
+  seconds and steps/s per stage, SHA-256 of each shard; train/shards.py), overwriting the same
+  file names;
 * prints a progress line every ``--log-every-s`` seconds (steps, steps/s, rate and PSNR of the
   stage) and appends it to ``--out``/train.log as JSON.
 
@@ -25,274 +26,22 @@ Adam moments (they would not fit the 64 MiB that comes back): continue from them
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from ..codec.multimodal import ModelConfig
 from .data import VIDEO_DECODERS, TrainingSet, load_training_set
-from .trainer import AMP, STAGES, TrainConfig, Trainer
-
-MIB = 1 << 20
-FILE_LIMIT = 16 * MIB        # the largest file that comes back from the device machine's $OUT
-CHECKPOINT_FORMAT = "mm-compress sharded checkpoint 1"
-DEFAULT_SCHEDULE = "ref:1,dep:2,video:1"
-
-
-# -- crops drawn on the device ---------------------------------------------------------------------
-
-class DeviceSampler:
-    """Random aligned crops drawn on the device from frames held there as uint8.
-
-    The same draws as :class:`.data.CropSampler` (a sequence uniformly, or thermal-only ones at
-    ``blank_share``; a gap of 1..``max_gap`` frames, a window, a horizontal flip; ``downscale``: a
-    larger window shrunk by area averaging, one scale per batch here), made with a device generator and one gather per batch. Frames of
-    different sizes are padded into one tensor and each draw stays inside its own frame. Stills
-    smaller than the crop are left out (``dropped_stills``); sequences smaller than it are refused.
-    ``data`` is the training set as used (those stills left out). ``last`` holds the latest
-    batch's draws (frame indices, rows, columns, flips, window size) for checks. Paired clips
-    with coded references (:mod:`.coded`) also give the RGB as coded at a QP of
-    :attr:`coded_qps` (``clips(..., coded=...)``)."""
-
-    on_device = True
-
-    def __init__(self, data: TrainingSet, crop: int, seed: int, device, max_gap: int = 3,
-                 downscale: float = 1.0, channels_last: bool = False, blank_share: float | None = None):
-        if not 0.0 < downscale <= 1.0:
-            raise ValueError(f"--downscale must be in (0, 1], got {downscale}")
-        self.device = torch.device(device)
-        seqs = [q for q in data.sequences if len(q.rgb) >= 2]
-        small = [q.name for q in seqs if min(q.thermal.shape[1:3]) < crop]
-        if small:
-            raise ValueError(f"crop {crop} is larger than some frames ({', '.join(small[:3])})")
-        stills = [(r, t) for r, t in data.stills if min(t.shape[:2]) >= crop]
-        self.dropped_stills = len(data.stills) - len(stills)
-        self.data = TrainingSet(stills=stills, sequences=seqs)
-        self.crop, self.max_gap, self.downscale, self.channels_last = crop, max_gap, downscale, channels_last
-        self.gen = torch.Generator(device=self.device)
-        self.gen.manual_seed(seed)
-        self.rng = np.random.default_rng(seed)  # the per-batch downscale factor (host side: no sync)
-        self.seq = self._upload([(q.rgb, q.thermal) for q in seqs]) if seqs else None
-        self.still = self._upload([(r[None], t[None]) for r, t in stills]) if stills else None
-        self.min_seq_len = min((len(q.rgb) for q in seqs), default=0)
-        self.last: dict = {}
-        # thermal-only sequences (blank reference) drawn with probability ``blank_share`` (None:
-        # every sequence alike), as CropSampler does
-        if blank_share is not None and not 0.0 <= blank_share <= 1.0:
-            raise ValueError(f"--blank-share must be in [0, 1], got {blank_share}")
-        blank = [i for i, q in enumerate(seqs) if q.blank]
-        paired = [i for i, q in enumerate(seqs) if not q.blank]
-        self.blank_share = blank_share if blank and paired else None
-        self._pools = [torch.tensor(p, dtype=torch.long, device=self.device) for p in (paired, blank)]
-        # coded references (train/coded.py): the paired sequences' RGB at each packed QP, one
-        # (QPs * frames, H, W, 3) tensor laid out like ``seq["rgb"]``; blank sequences keep theirs
-        self.coded_qps: tuple[int, ...] = ()
-        qsets = {tuple(q.coded) for q in seqs if not q.blank and q.coded}
-        if qsets:
-            if len(qsets) > 1 or any(not q.blank and not q.coded for q in seqs):
-                raise ValueError("every paired clip needs coded references at the same QPs "
-                                 f"(found {sorted(qsets)})")
-            self.coded_qps = next(iter(qsets))
-            rgb = self.seq["rgb"]
-            self.seq["coded"] = torch.cat([rgb.clone() for _ in self.coded_qps])
-            n = len(rgb)
-            for q, i in zip(seqs, self.seq["start"].tolist()):
-                if q.blank:
-                    continue
-                h, w = q.thermal.shape[1:3]
-                for k, qp in enumerate(self.coded_qps):
-                    a = torch.from_numpy(np.ascontiguousarray(q.coded[qp])).to(self.device)
-                    self.seq["coded"][k * n + i:k * n + i + len(a), :h, :w] = a
-
-    def _upload(self, items):
-        """One padded (frames, H, W, 3) and (frames, H, W) uint8 tensor, and per item its first
-        frame, frame count, height and width (device tensors) plus the smallest side (int)."""
-        hs = [t.shape[1] for _, t in items]
-        ws = [t.shape[2] for _, t in items]
-        n = sum(len(t) for _, t in items)
-        rgb = torch.zeros((n, max(hs), max(ws), 3), dtype=torch.uint8, device=self.device)
-        th = torch.zeros((n, max(hs), max(ws)), dtype=torch.uint8, device=self.device)
-        start, i = [], 0
-        for (r, t), h, w in zip(items, hs, ws):
-            rgb[i:i + len(t), :h, :w] = torch.from_numpy(np.ascontiguousarray(r)).to(self.device)
-            th[i:i + len(t), :h, :w] = torch.from_numpy(np.ascontiguousarray(t)).to(self.device)
-            start.append(i)
-            i += len(t)
-        as_t = lambda v: torch.tensor(v, dtype=torch.long, device=self.device)  # noqa: E731
-        return {"rgb": rgb, "th": th, "start": as_t(start), "len": as_t([len(t) for _, t in items]),
-                "h": as_t(hs), "w": as_t(ws), "min_side": min(min(hs), min(ws))}
-
-    def _uniform(self, n: torch.Tensor) -> torch.Tensor:
-        """An integer in [0, n) per element of ``n`` (a long tensor of counts >= 1)."""
-        r = torch.rand(n.shape, generator=self.gen, device=self.device)
-        return torch.minimum((r * n).long(), n - 1)
-
-    def _window(self, store: dict) -> int:
-        if self.downscale >= 1.0:
-            return self.crop
-        s = float(self.rng.uniform(max(self.downscale, self.crop / store["min_side"]), 1.0))
-        return min(int(round(self.crop / s)), store["min_side"])
-
-    def _gather(self, store: dict, frames: torch.Tensor, item: torch.Tensor,
-                coded: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Crops of ``frames`` (b, L) of items ``item`` (b,): [rgb_0, th_0, rgb_1, th_1, ...] as float
-        (b, C, crop, crop) in [0, 1]; with ``coded`` (b,) indexes into :attr:`coded_qps`, the RGB
-        is the coded reference at that QP."""
-        b, length = frames.shape
-        src = self._window(store)
-        h, w = store["h"][item], store["w"][item]
-        y = self._uniform(h - src + 1)
-        x = self._uniform(w - src + 1)
-        flip = torch.rand(b, generator=self.gen, device=self.device) < 0.5
-        ar = torch.arange(src, device=self.device)
-        rows = y[:, None] + ar                                               # (b, src)
-        cols = x[:, None] + torch.where(flip[:, None], src - 1 - ar, ar)     # (b, src)
-        _, H, W = store["th"].shape
-        idx = (frames[:, :, None, None] * (H * W) + rows[:, None, :, None] * W
-               + cols[:, None, None, :])                                     # (b, L, src, src)
-        if coded is None:
-            rgb = store["rgb"].view(-1, 3)[idx].permute(0, 1, 4, 2, 3)       # (b, L, 3, src, src)
-        else:
-            plane = coded[:, None, None, None] * store["th"].numel()
-            rgb = store["coded"].view(-1, 3)[idx + plane].permute(0, 1, 4, 2, 3)
-        th = store["th"].view(-1)[idx].unsqueeze(2)                           # (b, L, 1, src, src)
-        self.last = {"frames": frames, "y": y, "x": x, "flip": flip, "src": src}
-        out = []
-        for k in range(length):
-            for a in (rgb[:, k], th[:, k]):
-                a = a.float().div_(255.0)
-                if src != self.crop:
-                    a = F.interpolate(a, size=(self.crop, self.crop), mode="area")
-                fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-                out.append(a.contiguous(memory_format=fmt))
-        return out
-
-    def _items(self, batch: int) -> torch.Tensor:
-        if self.blank_share is None:
-            return torch.randint(len(self.seq["start"]), (batch,), generator=self.gen, device=self.device)
-        paired, blank = self._pools
-        pick = lambda pool: pool[self._uniform(torch.full((batch,), len(pool), device=self.device))]  # noqa: E731
-        is_blank = torch.rand(batch, generator=self.gen, device=self.device) < self.blank_share
-        return torch.where(is_blank, pick(blank), pick(paired))
-
-    def clips(self, batch: int, length: int, coded: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """``length`` frames ``gap`` apart of one sequence per sample, the same crop for all
-        (``coded``: see :meth:`_gather`)."""
-        if self.seq is None:
-            raise ValueError("no sequences to draw clips from")
-        if length > self.min_seq_len:
-            raise ValueError(f"a sequence has {self.min_seq_len} frames, fewer than a clip of {length}")
-        if coded is not None and not self.coded_qps:
-            raise ValueError("the data has no coded references (make device-pack ARCH=rt)")
-        s = self.seq
-        item = self._items(batch)
-        n = s["len"][item]
-        max_gap = torch.clamp((n - 1) // max(length - 1, 1), min=1, max=self.max_gap)
-        gap = 1 + self._uniform(max_gap)
-        t0 = self._uniform(n - (length - 1) * gap)
-        frames = s["start"][item, None] + t0[:, None] + torch.arange(length, device=self.device) * gap[:, None]
-        return self._gather(s, frames, item, coded)
-
-    def stills(self, batch: int) -> list[torch.Tensor]:
-        if self.still is None:
-            raise ValueError("no stills to draw from")
-        s = self.still
-        item = torch.randint(len(s["start"]), (batch,), generator=self.gen, device=self.device)
-        return self._gather(s, s["start"][item, None], item)
-
-
-# -- sharded checkpoints ------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(MIB), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_shards(tensors: dict[str, torch.Tensor], out: Path, meta: dict, shard_mib: float = 15.0) -> dict:
-    """Writes ``tensors`` as ``weights-<i>.safetensors`` of at most ``shard_mib`` MiB each (greedy, in
-    order) and then ``checkpoint.json`` (``meta`` plus the shards' names, sizes and SHA-256),
-    each through a temporary file; removes shards of an earlier save beyond this one's count."""
-    if shard_mib * MIB > FILE_LIMIT:
-        raise ValueError(f"--shard-mib {shard_mib} is over the {FILE_LIMIT // MIB} MiB file limit")
-    cap = int(shard_mib * MIB) - 256 * 1024  # room for the safetensors header (names and offsets)
-    groups, cur, size = [], {}, 0
-    for k, v in tensors.items():
-        n = v.numel() * v.element_size()
-        if n > cap:
-            raise ValueError(f"tensor {k} ({n} bytes) does not fit a {shard_mib} MiB shard")
-        if cur and size + n > cap:
-            groups.append(cur)
-            cur, size = {}, 0
-        cur[k], size = v.detach().cpu().contiguous(), size + n
-    groups.append(cur)
-    out.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for i, g in enumerate(groups):
-        path = out / f"weights-{i}.safetensors"
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(g, str(tmp), metadata={"shard": f"{i} of {len(groups)}"})
-        if tmp.stat().st_size > FILE_LIMIT:
-            raise ValueError(f"{path.name}: {tmp.stat().st_size} bytes, over the {FILE_LIMIT} byte limit")
-        os.replace(tmp, path)
-        shards.append({"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path),
-                       "tensors": len(g)})
-    for old in out.glob("weights-*.safetensors"):
-        if old.name not in {s["file"] for s in shards}:
-            old.unlink()
-    meta = {"format": CHECKPOINT_FORMAT, **meta, "shards": shards}
-    tmp = out / "checkpoint.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, out / "checkpoint.json")
-    return meta
-
-
-def load_shards(run: Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a sharded checkpoint, each shard checked against its SHA-256 in the JSON."""
-    run = Path(run)
-    meta = meta or json.loads((run / "checkpoint.json").read_text())
-    tensors: dict[str, torch.Tensor] = {}
-    for s in meta["shards"]:
-        path = run / s["file"]
-        if not path.is_file():
-            raise ValueError(f"{run}: shard {s['file']} is missing")
-        if _sha256(path) != s["sha256"]:
-            raise ValueError(f"{path}: SHA-256 does not match checkpoint.json (a save was cut off?)")
-        tensors.update(load_file(str(path)))
-    return tensors
-
-
-# -- the run ----------------------------------------------------------------------------------
-
-def parse_schedule(text: str) -> list[tuple[str, float]]:
-    """``ref:1,dep:2,video:1`` -> [(stage, share of the budget)], shares summing to 1."""
-    out = []
-    for part in text.split(","):
-        stage, _, w = part.strip().partition(":")
-        try:
-            weight = float(w) if w else 1.0
-        except ValueError:
-            raise ValueError(f"--schedule: bad share {w!r} in {part!r}") from None
-        if stage not in STAGES:
-            raise ValueError(f"--schedule: unknown stage {stage!r}; use {', '.join(STAGES)}")
-        if not weight > 0:
-            raise ValueError(f"--schedule: the share of {stage} must be > 0")
-        out.append((stage, weight))
-    total = sum(w for _, w in out)
-    return [(s, w / total) for s, w in out]
+from .sampler import DeviceSampler
+from .schedule import DEFAULT_SCHEDULE, StageLog, parse_schedule, stage_ends, stage_lr
+from .shards import save_shards
+from .trainer import AMP, TrainConfig, Trainer
 
 
 def model_config_of(init: Path | None, default: ModelConfig):
@@ -309,21 +58,6 @@ def model_config_of(init: Path | None, default: ModelConfig):
     config = json.loads(cfg)
     return ARCHS[config.get("arch", "mmvc")][0](**config)
 
-
-@dataclass
-class StageLog:
-    stage: str
-    share: float
-    steps: int = 0
-    seconds: float = 0.0
-    skipped: int = 0
-    last: dict | None = None
-
-    def entry(self) -> dict:
-        return {"stage": self.stage, "share": round(self.share, 4), "steps": self.steps,
-                "seconds": round(self.seconds, 1), "skipped": self.skipped,
-                "steps_per_s": round(self.steps / self.seconds, 3) if self.seconds else None,
-                "last": self.last or {}}
 
 
 class TimedRun:
@@ -419,11 +153,7 @@ class TimedRun:
         if budget < 1.0:
             raise ValueError(f"no time left to train: --minutes {a.minutes} is used up by loading "
                              f"({t_train - self.t_start:.0f} s) and --reserve-s {a.reserve_s}")
-        ends, acc = [], 0.0
-        for _, w in self.schedule:
-            acc += w
-            ends.append(t_train + acc * budget)
-        for i, ((stage, _), end) in enumerate(zip(self.schedule, ends)):
+        for i, ((stage, _), end) in enumerate(zip(self.schedule, stage_ends(self.schedule, t_train, budget))):
             trainer_cls = Trainer
             if self.rt:
                 from .rt import RTTrainer as trainer_cls
@@ -445,10 +175,7 @@ class TimedRun:
                 if now >= end:
                     break
                 frac = (now - start) / length
-                lr = a.lr * min(1.0, (g.steps + 1) / max(a.warmup, 1))
-                if frac >= 1.0 - a.decay_share:
-                    lr = a.lr * 0.1
-                pending.append(tr.train_step(lr=lr))
+                pending.append(tr.train_step(lr=stage_lr(a.lr, g.steps, a.warmup, frac, a.decay_share)))
                 g.steps += 1
                 g.seconds = time.time() - start
                 if time.time() - t_last >= a.log_every_s:
