@@ -112,13 +112,14 @@ def _write_pair(out: Path, n: int, pair) -> None:
 def cmd_decode(args) -> None:
     """Decodes every packet it can: a damaged packet is reported on one line (its frame index and
     why), the frames that depended on it are skipped up to the next key frame, everything else is
-    written. Exit status 0 when nothing was lost, 3 when frames were lost (the summary counts them)."""
+    written. Exit status 0 when nothing was lost, 3 when frames were lost (the summary counts them).
+    The decoding policy (the model the stream names, each packet parsed once, waiting for a key
+    frame) is :class:`~mm_compress_ros.link.pair_decoder.PairDecoder`, as in the decoder node."""
     from tqdm import tqdm
 
-    from .codec.packet import PacketError, read_header, scan_stream
-    from .codec.stream import StreamDecoder
-    from .codec.zoo import decoding_model
+    from .codec.packet import PacketError, scan_stream
     from .errors import claim_output
+    from .link.pair_decoder import PairDecoder
 
     path = Path(args.file)
     if not path.is_file():
@@ -126,43 +127,30 @@ def cmd_decode(args) -> None:
     out = Path(args.out)
     claim_output(out, args.force, "output folder")
     data = path.read_bytes()
-    first = None
-    for _, item in scan_stream(data):
-        if isinstance(item, bytes):
-            try:
-                first = read_header(item)
-                break
-            except PacketError:
-                continue
-    if first is None:
-        raise CliError(f"{path} holds no readable packet")
-    model = decoding_model(first, args.model, args.direction, args.device, args.weights)
-    dec = StreamDecoder(model)
-    (out / "rgb").mkdir(parents=True, exist_ok=True)
-    (out / "thermal").mkdir(parents=True, exist_ok=True)
+    dec = PairDecoder(args.model, args.direction, args.device, args.weights)
     n = damaged = skipped = packets = 0
     last_index = None
     for offset, item in tqdm(scan_stream(data), unit="pair", disable=args.quiet, desc="decode"):
         packets += 1
         where = f"byte {offset}" + (f" (after frame {last_index})" if last_index is not None else "")
-        try:
-            if isinstance(item, PacketError):
-                raise item
-            try:
-                last_index = read_header(item).frame_index
-                where = f"frame {last_index}"
-            except PacketError:
-                pass
-            pair = dec.decode(item)
-        except PacketError as exc:
+        res = dec.decode(item) if not isinstance(item, PacketError) else None
+        if res is not None and res.header is not None:
+            last_index = res.header.frame_index
+            where = f"frame {last_index}"
+        error = item if res is None else res.error
+        if error is not None:
             damaged += 1
-            print(f"mm-compress: {path.name}: {where}: {exc}; skipping to the next key frame", file=sys.stderr)
+            print(f"mm-compress: {path.name}: {where}: {error}; skipping to the next key frame", file=sys.stderr)
             continue
-        if pair is None:
+        if res.pair is None:
             skipped += 1
             continue
-        _write_pair(out, n, pair)
+        _write_pair(out, n, res.pair)
         n += 1
+    if last_index is None:
+        raise CliError(f"{path} holds no readable packet")
+    (out / "rgb").mkdir(parents=True, exist_ok=True)
+    (out / "thermal").mkdir(parents=True, exist_ok=True)
     lost = damaged + skipped
     print(json.dumps({"out": str(out), "frames": n, "packets": packets, "damaged": damaged,
                       "skipped_until_key_frame": skipped, "lost": lost}))

@@ -151,7 +151,7 @@ def test_encoded_frame_with_rclpy_messages():
     (test_session.py runs it with rosbags messages, real packets and decoded images)."""
     from std_msgs.msg import Header
 
-    from mm_compress_ros.codec.session import PairResult
+    from mm_compress_ros.link.pair_encoder import PairResult
     from mm_compress_ros.io.encoded_frame import encoded_frame, modality_header
 
     EncodedFrame = pytest.importorskip("mm_compress_ros.msg", reason="the colcon build's message").EncodedFrame

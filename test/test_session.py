@@ -1,4 +1,4 @@
-"""The pair encoder (mm_compress_ros.codec.session) and the EncodedFrame bridge
+"""The pair encoder (mm_compress_ros.link.pair_encoder) and the EncodedFrame bridge
 (mm_compress_ros.io.encoded_frame) on real frame crops, with rosbags messages (what `bag encode`
 reads; encoder_node hands it rclpy messages, test_node_bad_input.py runs that over DDS): stale
 pairs, clock resets, stamp gaps, input changes, resize, key-frame requests, and images decoded
@@ -16,7 +16,7 @@ from codec_fixtures import crop_pair, half_thermal_pair
 from mm_compress_ros.bag.bagio import make_image
 from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, typestore
 from mm_compress_ros.codec.packet import read_header
-from mm_compress_ros.codec.session import PairEncoder, PairResult
+from mm_compress_ros.link.pair_encoder import PairEncoder, PairResult
 from mm_compress_ros.io.encoded_frame import decoded_image, encoded_frame
 from mm_compress_ros.io.ros_image import from_rgb, image_to_numpy, stamp_to_ns
 
@@ -92,7 +92,7 @@ def test_stale_pair_clock_reset_and_stamp_gap(model):
     (None, 5, "first"), (10, 10, "same"), (10, 11, "next"), (0, 10**9, "next"), (0, 10**9 + 1, "jump"),
     (10**9, 1, "back"), (10**9, 0, "reset"), (5 * 10**9, 0, "reset")])
 def test_one_stamp_rule_for_the_stream_and_the_session(last, stamp, step):
-    from mm_compress_ros.codec.stream import stamp_step
+    from mm_compress_ros.codec.keyframes import stamp_step
 
     assert stamp_step(last, stamp, 10**9) == step
 
@@ -191,6 +191,6 @@ def test_decoded_images_keep_headers_and_original_encodings(model):
 
 
 def test_session_and_bridge_do_not_import_rclpy():
-    code = ("import sys, mm_compress_ros.codec.session, mm_compress_ros.io.encoded_frame; "
+    code = ("import sys, mm_compress_ros.link.pair_encoder, mm_compress_ros.io.encoded_frame; "
             "sys.exit(1 if 'rclpy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -1,5 +1,5 @@
 """Key frames by the stream's own rhythm (issue 22): a gap ends the GOP only when it is long for
-*this* stream (codec/stream.py, StampRhythm: more than 3 frame intervals, at least 1 s, or a fixed
+*this* stream (codec/keyframes.py, StampRhythm: more than 3 frame intervals, at least 1 s, or a fixed
 ``max_gap_ns``). A camera throttled to 1 Hz codes predicted frames; a 10 s pause at 10 Hz and a
 clock going back still bring a key frame. Unit tests of the rule, then the pair encoder (the
 encoder node's and ``bag encode``'s) and the stream encoder on real crops at 1 Hz."""
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mm_compress_ros.codec.stream import MAX_GAP_NS, StampRhythm, stamp_step
+from mm_compress_ros.codec.keyframes import MAX_GAP_NS, StampRhythm, stamp_step
 
 T0 = 1_700_000_000_000_000_000
 S = 1_000_000_000
@@ -152,7 +152,7 @@ def _image(arr: np.ndarray, encoding: str, ns: int):
 @pytest.mark.needs_data
 def test_pair_encoder_at_1hz_codes_one_key_frame_per_gop(model):
     from codec_fixtures import crop_pair
-    from mm_compress_ros.codec.session import PairEncoder
+    from mm_compress_ros.link.pair_encoder import PairEncoder
 
     enc = PairEncoder(model, quality=32, gop=10, reference_codec="h264", encoder="software")
     ts = stamps(1.0, 10, jitter_s=0.02, seed=1)
@@ -178,7 +178,7 @@ def test_pair_encoder_at_1hz_codes_one_key_frame_per_gop(model):
 def test_pair_encoder_with_a_fixed_gap_keys_every_late_frame(model):
     """``max_gap_ns`` (encoder_node's ``max_gap``) still gives the fixed rule."""
     from codec_fixtures import crop_pair
-    from mm_compress_ros.codec.session import PairEncoder
+    from mm_compress_ros.link.pair_encoder import PairEncoder
 
     enc = PairEncoder(model, quality=32, gop=10, reference_codec="h264", encoder="software", max_gap_ns=S)
     types = []

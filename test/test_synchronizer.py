@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer
+from mm_compress_ros.link.synchronizer import ApproximateTimeSynchronizer
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -323,6 +323,31 @@ def test_matches_reference_model(queue_size, slop_ms, events):
 
 
 def test_module_does_not_import_rclpy():
-    code = ("import sys, mm_compress_ros.ros.synchronizer; "
+    code = ("import sys, mm_compress_ros.link.synchronizer; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_pairing_defaults_live_in_one_place():
+    """encoder_node, `bag encode` and the synchronizer itself pair with the same defaults, the
+    synchronizer module's; config/encoder.yaml states the same values."""
+    import argparse
+    import inspect
+    from pathlib import Path
+
+    import yaml
+
+    from mm_compress_ros.bag.cli import add_bag_parsers
+    from mm_compress_ros.link import synchronizer as sync_mod
+
+    sig = inspect.signature(sync_mod.ApproximateTimeSynchronizer)
+    assert (sig.parameters["queue_size"].default, sig.parameters["slop"].default) == (sync_mod.SYNC_QUEUE_SIZE, sync_mod.SYNC_SLOP)
+    ap = argparse.ArgumentParser()
+    add_bag_parsers(ap.add_subparsers())
+    args = ap.parse_args(["bag", "encode", "in", "out", "--rgb-topic", "/a", "--thermal-topic", "/b"])
+    assert (args.queue_size, args.slop) == (sync_mod.SYNC_QUEUE_SIZE, sync_mod.SYNC_SLOP)
+    repo = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((repo / "config" / "encoder.yaml").read_text())["encoder_node"]["ros__parameters"]
+    assert (params["sync_queue_size"], params["sync_slop"]) == (sync_mod.SYNC_QUEUE_SIZE, sync_mod.SYNC_SLOP)
+    node = (repo / "mm_compress_ros" / "ros" / "encoder_node.py").read_text()
+    assert 'p("sync_queue_size", SYNC_QUEUE_SIZE)' in node and 'p("sync_slop", SYNC_SLOP)' in node

@@ -8,7 +8,8 @@ import sys
 from .bagio import STORAGES, BagError
 from ..options import reference_args
 from ..errors import claim_output
-from .transcode import DEFAULT_ENCODED_TOPIC, SYNC_QUEUE, SYNC_SLOP
+from ..link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP
+from .transcode import DEFAULT_ENCODED_TOPIC
 
 
 # Expected failures raise BagError (a FrameSourceError): mm-compress prints them in one line and
@@ -91,7 +92,8 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--encoded-topic", default=DEFAULT_ENCODED_TOPIC, help=f"default {DEFAULT_ENCODED_TOPIC}")
     p.add_argument("--slop", type=float, default=SYNC_SLOP,
                    help=f"pairing tolerance in seconds (approximate time, default {SYNC_SLOP})")
-    p.add_argument("--queue-size", type=int, default=SYNC_QUEUE, help=f"synchronizer queue (default {SYNC_QUEUE})")
+    p.add_argument("--queue-size", type=int, default=SYNC_QUEUE_SIZE,
+                   help=f"synchronizer queue (default {SYNC_QUEUE_SIZE})")
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bag_encode)

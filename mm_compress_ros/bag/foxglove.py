@@ -67,8 +67,9 @@ def layer_formats(header) -> dict[str, str]:
 def layer_videos(packet: bytes) -> tuple[object, dict[str, tuple[str, bytes]]]:
     """(header, {modality: (format, access unit)}) of a packet: every layer that is an 8-bit
     H.264/H.265 stream (:func:`layer_formats`), with its Annex B access unit; an empty dict when
-    none is (learned profile). Raises :class:`mm_compress_ros.codec.packet.PacketError` for a
-    malformed packet."""
+    none is (learned profile). ``packet``: its bytes, or the parsed
+    :class:`mm_compress_ros.codec.packet.Packet` (not parsed again). Raises
+    :class:`mm_compress_ros.codec.packet.PacketError` for a malformed packet."""
     from ..codec.packet import read_packet
 
     header, sections = read_packet(packet)

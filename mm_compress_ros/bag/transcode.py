@@ -1,9 +1,10 @@
 """Offline transcoding of bags: raw-image bag -> compressed bag (``encode_bag``) and compressed
 bag -> raw-image bag, PNG frames or a side-by-side review video (``decode_bag``).
 
-Encoding pairs RGB and thermal images with the project's approximate-time synchronizer (the same
-policy and defaults as encoder_node) in the bag's record order, codes each pair with
-:class:`~mm_compress_ros.codec.session.PairEncoder` (encoder_node's stream: the same key frames
+Encoding pairs RGB and thermal images with the project's approximate-time synchronizer
+(:mod:`mm_compress_ros.link.synchronizer`: the same policy and defaults as encoder_node) in the
+bag's record order, codes each pair with :class:`~mm_compress_ros.link.pair_encoder.PairEncoder`
+(encoder_node's stream: the same key frames
 after stamp gaps and clock resets, the same stale pairs skipped) and writes one
 ``mm_compress_ros/msg/EncodedFrame`` per encoded pair with the RGB header (stamp, frame_id), the
 thermal stamp and frame_id, both encodings, the sequence number (+1 per frame, from 0), the frame
@@ -11,6 +12,9 @@ type, the model id and the quality: the message encoder_node publishes
 (:func:`mm_compress_ros.io.encoded_frame.encoded_frame`). Its record time is the record
 time of the message that completed the pair (as if recorded live behind the encoder). All other
 topics are copied through byte for byte, with their definitions, hashes and QoS.
+
+Decoding reads each EncodedFrame with :class:`~mm_compress_ros.link.pair_decoder.PairDecoder`
+(decoder_node's policy: the model the stream names, waiting for a key frame, the counts).
 """
 from __future__ import annotations
 
@@ -23,14 +27,11 @@ import numpy as np
 from ..codec.profiles import DEFAULT_REFERENCE_CODEC
 from ..io.encoded_frame import decoded_image, encoded_frame
 from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, stamp_to_ns, to_rgb
-from ..ros.synchronizer import ApproximateTimeSynchronizer
+from ..link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP, ApproximateTimeSynchronizer
 from .bagio import (BagError, bag_output, custom_data, describe_topics, image_connection, iter_messages,
                     make_image, open_reader, staged_path, topics_of)
 from .types import ENCODED_FRAME, IMAGE, typestore
 
-# Defaults of encoder_node (config/encoder.yaml): the same pairing offline and live.
-SYNC_SLOP = 0.05
-SYNC_QUEUE = 10
 DEFAULT_RGB_TOPIC = "/rgb/image"
 DEFAULT_THERMAL_TOPIC = "/thermal/image"
 DEFAULT_ENCODED_TOPIC = "/encoded"
@@ -56,13 +57,13 @@ class EncodeStats:
 
 def encode_bag(inp, out, rgb_topic: str, thermal_topic: str, *, model, quality: int | None = None, gop: int = 10,
                storage: str = "mcap", encoded_topic: str = DEFAULT_ENCODED_TOPIC,
-               slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE, quiet: bool = False,
+               slop: float = SYNC_SLOP, queue_size: int = SYNC_QUEUE_SIZE, quiet: bool = False,
                reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto", target_kbps: float = 0.0,
                thermal_codec: str = "learned") -> dict:
     """Raw-image bag ``inp`` -> compressed bag ``out``. ``model`` is a loaded model
     (:func:`mm_compress_ros.codec.zoo.encoding_model`; None for the standard profile);
     ``reference_codec`` and ``thermal_codec`` pick the profile."""
-    from ..codec.session import PairEncoder
+    from ..link.pair_encoder import PairEncoder
 
     if rgb_topic == thermal_topic:
         raise BagError("--rgb-topic and --thermal-topic must differ")
@@ -177,24 +178,6 @@ def encoded_connections(reader, encoded_topic: str | None):
             raise BagError(f"{c.topic} was recorded with another EncodedFrame definition "
                            f"({c.digest[:20]}...) than this package's ({ours[:20]}...)")
     return conns
-
-
-class _Model:
-    """Loads the model a stream names (or the one asked for) at its first packet."""
-
-    def __init__(self, name: str | None, device: str, weights: str | None = None):
-        self.name, self.device, self.weights = name, device, weights
-        self.decoder = None
-
-    def decoder_for(self, packet: bytes):
-        if self.decoder is None:
-            from ..codec.packet import read_header
-            from ..codec.stream import StreamDecoder
-            from ..codec.zoo import decoding_model
-
-            model = decoding_model(read_header(packet), self.name, None, self.device, self.weights)
-            self.decoder = StreamDecoder(model)
-        return self.decoder
 
 
 class _BagSink:
@@ -340,7 +323,8 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
     a stream with a standard RGB layer, a ``foxglove`` MCAP file (every H.264/H.265 layer as
     foxglove_msgs/msg/CompressedVideo without re-encoding, the others as sensor_msgs/Image:
     mm_compress_ros.bag.foxglove)."""
-    from ..codec.packet import EntropyMismatch, ModelMismatch, PacketError
+    from ..codec.packet import EntropyMismatch, ModelMismatch
+    from ..link.pair_decoder import PairDecoder
 
     if sum(x is not None for x in (out_bag, frames_dir, video, foxglove)) != 1:
         raise BagError("give exactly one output: OUT_BAG, --frames DIR, --video FILE.mp4 or --foxglove FILE.mcap")
@@ -360,8 +344,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
                 if t in present:
                     raise BagError(f"the bag already has a topic {t}; name the decoded topics with "
                                    "--rgb-topic / --thermal-topic")
-        lazy = _Model(model, device, weights)
-        stats = {"messages": 0, "decoded": 0, "key_frames": 0, "waiting": 0, "corrupt": 0, "lost": 0}
+        decoder = PairDecoder(model, None, device, weights)   # the model: the one named, else the stream's
         total = reader.message_count if copy_all else sum(c.msgcount for c in conns)
         ctx = bag_output(out_bag, storage) if out_bag is not None else \
             staged_path(next(x for x in (frames_dir, video, foxglove) if x is not None), is_dir=frames_dir is not None)
@@ -377,7 +360,6 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
             else:
                 sink = _VideoSink(target, fps, video_codec)
             bar = _progress(total, "bag decode", quiet)
-            last_seq = None
             wanted = () if copy_all else conns
             for conn, ts, raw in iter_messages(reader, wanted, path=inp):
                 bar.update(1)
@@ -385,28 +367,18 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
                     sink.other(conn, ts, raw)
                     continue
                 msg = store.deserialize_cdr(raw, ENCODED_FRAME)
-                stats["messages"] += 1
-                if last_seq is not None and msg.sequence > last_seq + 1:
-                    stats["lost"] += int(msg.sequence - last_seq - 1)
-                last_seq = int(msg.sequence)
-                packet = msg.data.tobytes()
-                try:
-                    dec = lazy.decoder_for(packet)
-                    pair = dec.decode(packet)
-                except (ModelMismatch, EntropyMismatch):  # systematic: no later frame decodes either
-                    raise
-                except PacketError as exc:  # this frame is lost; the decoder waits for a key frame
-                    stats["corrupt"] += 1
-                    if not quiet:
-                        bar.write(f"bag decode: sequence {msg.sequence}: {exc}")
-                    continue
-                if pair is None:
-                    stats["waiting"] += 1
-                    continue
-                sink.frame(ts, msg, pair, stats["decoded"])
-                stats["decoded"] += 1
-                stats["key_frames"] += pair.frame_type == "key"
+                res = decoder.decode_message(msg)
+                if isinstance(res.error, (ModelMismatch, EntropyMismatch)):  # systematic: no later frame decodes
+                    raise res.error
+                for note in res.notes:   # a corrupt packet: this frame is lost; the decoder waits for a key frame
+                    if note.kind == "corrupt" and not quiet:
+                        bar.write(f"bag decode: {note.text}")
+                if res.pair is not None:
+                    sink.frame(ts, msg, res.pair, decoder.counts.decoded - 1)
             bar.close()
+            c = decoder.counts
+            stats = {"messages": c.received, "decoded": c.decoded, "key_frames": c.key_frames,
+                     "waiting": c.skipped, "corrupt": c.corrupt, "lost": c.lost}
             if hasattr(sink, "close"):
                 sink.close()
             if stats["messages"] == 0:
@@ -425,6 +397,6 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
         out.update(fps=round(sink.fps_used, 3), codec=sink.codec_used)
     if foxglove is not None:
         out.update(sink.summary())
-    if lazy.decoder is not None and lazy.decoder.model is not None:   # none: the standard profile
-        out.update(model=lazy.decoder.model.model_id, weights_sha256=lazy.decoder.model.sha256[:16])
+    if decoder.model is not None:   # none: the standard profile
+        out.update(model=decoder.model.model_id, weights_sha256=decoder.model.sha256[:16])
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .profiles import REFERENCE_CODEC_NAMES, THERMAL_CODEC_NAMES, profile_name
 
@@ -270,8 +271,19 @@ def read_header(data: bytes, limits: Limits = Limits()) -> PacketHeader:
     )
 
 
-def read_packet(data: bytes, limits: Limits = Limits()) -> tuple[PacketHeader, list[bytes]]:
-    """Validates a whole packet (header, lengths, CRC) and returns its header and sections."""
+class Packet(NamedTuple):
+    """A parsed packet: what :func:`read_packet` returns, and what the decoders take, so that a
+    packet is parsed once and handed on (``header, sections = read_packet(data)`` still unpacks)."""
+
+    header: PacketHeader
+    sections: list[bytes]
+
+
+def read_packet(data: bytes, limits: Limits = Limits()) -> Packet:
+    """Validates a whole packet (header, lengths, CRC) and returns it parsed: its header and
+    sections. The one parse of a packet; a :class:`Packet` passed in is returned as it is."""
+    if isinstance(data, Packet):
+        return data
     h = read_header(data, limits)
     if len(data) < h.total_length:
         raise TruncatedPacket(f"packet truncated: {len(data)} of {h.total_length} bytes")
@@ -286,7 +298,7 @@ def read_packet(data: bytes, limits: Limits = Limits()) -> tuple[PacketHeader, l
     for n in h.section_lengths:
         sections.append(bytes(body[pos: pos + n]))
         pos += n
-    return h, sections
+    return Packet(h, sections)
 
 
 # -- stream files: packets back to back ------------------------------------------------------

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from .imaging import from_tensor, padded, to_tensor  # noqa: F401 (re-exported)
+from .keyframes import KeyFrameRule
 from .multimodal import Decoded
 from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFERENCE_CODECS, SIXTEEN_BIT,
                      STANDARD_THERMAL, THERMAL_CODECS, CorruptPacket, EntropyMismatch, Limits, ModelMismatch,
-                     PacketError, PacketHeader, profile_name, read_packet, write_packet)
+                     Packet, PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
 from .profiles import (DEFAULT_DIRECTION, DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS,
                        check_profile, profile_name, reference_qp, thermal_for)
@@ -69,88 +70,6 @@ class DecodedPair:
     rgb_format: str
     thermal_format: str
     header: PacketHeader
-
-
-MAX_GAP_NS = 1_000_000_000   # the least gap that ends a GOP: a step of up to 1 s never does
-GAP_FACTOR = 3               # above that: a step of more than 3 frame intervals of the stream
-RHYTHM_WINDOW = 8            # the frame interval: the median of the last 8 steps forward
-
-
-def stamp_step(last: int | None, stamp: int, max_gap_ns: int | None = MAX_GAP_NS) -> str:
-    """How a frame's capture stamp follows the last coded one's: ``first`` (none before),
-    ``next`` (0 < step <= max_gap_ns), ``same``, ``jump`` (ahead by more), ``back`` (behind by less
-    than max_gap_ns) or ``reset`` (behind by max_gap_ns or more: a clock reset); ``max_gap_ns``
-    None: no limit (never ``jump`` or ``reset``). The rule of :class:`StampRhythm`, which gives it
-    the stream's own gap (a key frame after ``jump``, ``back`` or ``reset``; the encoding session
-    also skips ``same`` and ``back`` pairs as stale)."""
-    if last is None:
-        return "first"
-    d = stamp - last
-    if d == 0:
-        return "same"
-    if max_gap_ns is None:
-        return "next" if d > 0 else "back"
-    if d > 0:
-        return "next" if d <= max_gap_ns else "jump"
-    return "back" if -d < max_gap_ns else "reset"
-
-
-class StampRhythm:
-    """Capture stamps against the stream's own rhythm: the one rule of :class:`StreamEncoder` and
-    of the encoding session (:class:`~.session.PairEncoder`) for when a gap ends the GOP.
-
-    The gap is ``max_gap_ns`` when given (a fixed gap), else ``GAP_FACTOR`` (3) times the stream's
-    frame interval (the median of its last ``RHYTHM_WINDOW`` steps forward, gaps included, so
-    one pause does not move it and a stream that slows down for good is learnt within a few
-    frames), and never less than ``MAX_GAP_NS`` (1 s). Before a step is measured (the stream's
-    second frame, the first after a clock reset) the interval is taken as 1 s: a gap of 3 s.
-    So a 10 or 30 Hz stream ends its GOP after 1 s without frames (as a fixed 1 s gap did), a
-    camera throttled to 1 Hz codes predicted frames (its GOP ends after more than 3 s without
-    frames), a bag paused 10 s at 10 Hz or a clock going back more than the gap still brings
-    a key frame.
-
-    :meth:`step` classifies a stamp (:func:`stamp_step` with :attr:`gap_ns`) and takes it as
-    coded; :meth:`classify` and :meth:`accept` are its two halves, for a caller that may skip
-    the frame in between (a stale pair is classified, never accepted)."""
-
-    def __init__(self, max_gap_ns: int | None = None):
-        if max_gap_ns is not None and max_gap_ns <= 0:
-            raise ValueError(f"max_gap_ns must be positive (or None: by the stream's rhythm), got {max_gap_ns}")
-        self.max_gap_ns = None if max_gap_ns is None else int(max_gap_ns)
-        self.last: int | None = None      # stamp of the last frame taken as coded
-        self._steps: list[int] = []       # the last RHYTHM_WINDOW steps forward (ns)
-
-    @property
-    def interval_ns(self) -> int | None:
-        """The stream's frame interval (median of the recent steps forward), None before one."""
-        return sorted(self._steps)[len(self._steps) // 2] if self._steps else None
-
-    @property
-    def gap_ns(self) -> int:
-        """A step forward longer than this is a ``jump``; one back as long or longer a ``reset``."""
-        if self.max_gap_ns is not None:
-            return self.max_gap_ns
-        interval = self.interval_ns
-        return max(MAX_GAP_NS, GAP_FACTOR * (MAX_GAP_NS if interval is None else interval))
-
-    def classify(self, stamp: int) -> str:
-        """:func:`stamp_step` of ``stamp`` after the last accepted one; changes nothing."""
-        return stamp_step(self.last, int(stamp), self.gap_ns)
-
-    def accept(self, stamp: int, kind: str | None = None) -> str:
-        """Takes ``stamp`` as coded (``kind``: its :meth:`classify`, when known) and returns the kind."""
-        stamp = int(stamp)
-        kind = self.classify(stamp) if kind is None else kind
-        if kind in ("next", "jump"):
-            self._steps = [*self._steps, stamp - self.last][-RHYTHM_WINDOW:]
-        elif kind == "reset":   # a new clock: its rhythm is measured again
-            self._steps = []
-        self.last = stamp
-        return kind
-
-    def step(self, stamp: int) -> str:
-        """:meth:`classify` and :meth:`accept` in one: for a coder that codes every frame it sees."""
-        return self.accept(stamp)
 
 
 def _thermal_format(th: np.ndarray, requested: str | None) -> str:
@@ -207,13 +126,12 @@ class StreamEncoder:
     :mod:`.thermal`; ``model`` is then None). Unset, it is learned when a model is given, else the
     default standard layer.
 
-    A key frame is sent at the start, every ``gop`` frames, on :meth:`request_key_frame`, when the
-    input size or pixel format changes, when 16-bit thermal leaves the value range its GOP codes,
-    and when capture stamps (``stamp_ns`` of :meth:`encode`) jump forward by more than
-    the stream's own gap (:class:`StampRhythm`; ``max_gap_ns`` for a fixed one) or go backwards:
-    after such a gap the previous frame is a poor (or wrong)
-    temporal reference. Both layers' key frames coincide. ``last_key_reason`` says why the last key
-    frame was sent.
+    The only key-frame decider: its :class:`~.keyframes.KeyFrameRule` (``keys``) sends a key frame at
+    the start, every ``gop`` frames, on :meth:`request_key_frame`, when the input size or pixel
+    format changes, when 16-bit thermal leaves the value range its GOP codes, and when capture
+    stamps (``stamp_ns`` of :meth:`encode`) jump forward by more than the stream's own gap
+    (:class:`~.keyframes.StampRhythm`; ``max_gap_ns`` for a fixed one) or go backwards. Both
+    layers' key frames coincide. ``last_key_reason`` says why the last key frame was sent.
 
     ``reconstruct`` False lets a standard-profile encoder skip decoding its own RGB access units
     (nothing conditions on them there); :meth:`last_pair` then has no RGB picture.
@@ -241,8 +159,7 @@ class StreamEncoder:
             quality = model.default_quality if model is not None else (STANDARD_LEVELS + 1) // 2
         if not 1 <= quality <= self.levels:
             raise ValueError(f"quality must be 1..{self.levels}, got {quality}")
-        if gop < 1:
-            raise ValueError(f"gop must be >= 1, got {gop}")
+        self.keys = KeyFrameRule(gop, max_gap_ns)   # the key-frame rule (checks gop)
         self.model, self.quality, self.gop = model, quality, gop
         # target-bitrate mode (kbit/s of the pair): the controller moves the quality knob of both
         # layers at every key frame; ``fps`` is the frame rate until capture stamps tell it
@@ -268,11 +185,7 @@ class StreamEncoder:
         self.last_key_reason: str | None = None
         self._prev: Decoded | _Pictures | None = None
         self._header: PacketHeader | None = None
-        self._since_key = 0
-        self._force_key = True
-        self._signature = None
         self._range = (0, 255)
-        self.rhythm = StampRhythm(max_gap_ns)   # when a gap in the capture stamps ends the GOP
 
     @property
     def last_decoded(self) -> Decoded | None:
@@ -307,8 +220,18 @@ class StreamEncoder:
             return _picture_pair(self._prev, self._header)
         return _pair(self._mod, self._prev, self._header)
 
+    @property
+    def last_source(self):
+        """The ``source`` of the last coded pair (None before one)."""
+        return self.keys.signature[-1] if self.keys.signature is not None else None
+
+    @property
+    def rhythm(self):
+        """The stream's :class:`~.keyframes.StampRhythm` (when a gap in the capture stamps ends the GOP)."""
+        return self.keys.rhythm
+
     def request_key_frame(self) -> None:
-        self._force_key = True
+        self.keys.request()
 
     def set_rate(self, quality: int | None = None, target_kbps: float | None = None) -> None:
         """Changes the quality level and/or the target bitrate (kbit/s of the pair; 0 = constant
@@ -334,29 +257,14 @@ class StreamEncoder:
                          if target_kbps > 0 else None)
         self._level = torch.tensor([self.quality - 1], device=self._device)
 
-    def _key_reason(self, force_key: bool, signature, thermal: np.ndarray, tfmt: str) -> str | None:
-        """Why this pair must be a key frame (None: it can be predicted). The one key-frame rule."""
-        requested, self._force_key = self._force_key, False   # a request made during encode() stays
-        if self._prev is None:
-            return "start"
-        if signature != self._signature:
-            return "input changed"
-        if force_key:
-            return force_key if isinstance(force_key, str) else "forced"
-        if requested:
-            return "requested"
-        if self._since_key >= self.gop:
-            return "gop"
-        if tfmt in SIXTEEN_BIT and not fits(thermal, self._range):
-            return "thermal range"
-        return None
-
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, thermal: np.ndarray, force_key: bool = False,
                rgb_format: str = "rgb8", thermal_format: str | None = None,
-               stamp_ns: int | None = None) -> bytes:
+               stamp_ns: int | None = None, source=None) -> bytes:
         """Codes one frame pair and returns its packet. ``rgb`` must be in RGB channel order;
-        ``rgb_format`` only records how the decoder should hand it back (rgb8 or bgr8)."""
+        ``rgb_format`` only records how the decoder should hand it back (rgb8 or bgr8).
+        ``source``: what the frames were made from, where the caller changed them (e.g. the
+        input size before a resize; any comparable value): another source is a key frame."""
         _check_inputs(rgb, thermal)
         if rgb_format not in ("rgb8", "bgr8"):
             raise InputError(f"unsupported RGB format {rgb_format!r} (rgb8 or bgr8)")
@@ -369,12 +277,9 @@ class StreamEncoder:
             codec = resolve(self.thermal_choice, tfmt)
             if (problem := self._thermal_layer(codec).check(tfmt)):
                 raise InputError(problem)
-        if stamp_ns is not None:
-            step = self.rhythm.step(stamp_ns)
-            if step in ("jump", "back", "reset"):
-                force_key = force_key or f"stamps: {step}"
-        signature = (rgb.shape, thermal.shape, rgb_format, tfmt)
-        reason = self._key_reason(force_key, signature, thermal, tfmt)
+        signature = (rgb.shape, thermal.shape, rgb_format, tfmt, source)
+        reason = self.keys.reason(signature, stamp_ns, force_key,
+                                  tfmt not in SIXTEEN_BIT or fits(thermal, self._range))
         key = reason is not None
         if self.thermal is not None and key:   # (a format change is a key frame: the codec follows it)
             self.thermal_codec = codec
@@ -398,7 +303,7 @@ class StreamEncoder:
                 tqp = 0
         except BaseException:
             # nothing was sent, but a standard codec's state may have moved on: restart with a key frame
-            self._force_key = True
+            self.keys.request()
             raise
         header = PacketHeader(
             frame_type=FRAME_KEY if key else FRAME_PREDICTED,
@@ -414,8 +319,8 @@ class StreamEncoder:
         if self.rate is not None:
             self.rate.frame_coded(8 * len(packet), stamp_ns)
         self._header = header
-        self._prev, self._signature, self._range = decoded, signature, rng
-        self._since_key = 1 if key else self._since_key + 1
+        self._prev, self._range = decoded, rng
+        self.keys.coded(key, signature)
         self.frame_index = (self.frame_index + 1) & 0xFFFFFFFF
         self.last_frame_type = FRAME_TYPES[header.frame_type]
         if key:
@@ -504,8 +409,9 @@ class StreamDecoder:
                 and h.thermal_codec == last.thermal_codec and h.thermal_format == last.thermal_format)
 
     @torch.inference_mode()
-    def decode(self, packet: bytes) -> DecodedPair | None:
-        """Decodes one packet; ``None`` for a predicted frame whose reference is missing.
+    def decode(self, packet: bytes | Packet) -> DecodedPair | None:
+        """Decodes one packet (its bytes, or the :class:`~.packet.Packet` :func:`~.packet.read_packet`
+        made of them: a packet is parsed once); ``None`` for a predicted frame whose reference is missing.
 
         Raises a :class:`PacketError` subclass for a malformed packet (and then waits for the next
         key frame, since the frame it carried is lost).

@@ -204,13 +204,24 @@ def encoding_model(reference_codec: str, thermal_codec: str = "learned", name: s
                       device=device, path=path)
 
 
-def decoding_model(header, name: str | None = None, direction: str | None = None,
-                   device: str | torch.device = "auto", path: Path | str | None = None) -> LoadedModel | None:
-    """The model that decodes a stream whose first packet has ``header`` (a PacketHeader, or None
-    for a stream not seen yet): the one named (or ``path``), else the one the stream names; None
-    when the stream needs no model (standard profile) and none is named."""
+def decoding_choice(header, name: str | None = None, direction: str | None = None,
+                    path: Path | str | None = None) -> tuple[str, str, str | None] | None:
+    """Which model decodes a stream whose packet has ``header`` (a PacketHeader, or None for a
+    stream not seen yet), as (name, direction, path): the one named (or ``path``), else the one the
+    stream names; None when the stream needs no model (standard profile) and none is named. The one
+    rule of the command line, the bag tools and the decoder node (:func:`decoding_model` loads it)."""
     if header is not None and not header.needs_model and not (name or path):
         return None
     name = name or (header.model_id if header is not None else DEFAULT_HYBRID_MODEL)
     direction = direction or (header.direction if header is not None else DEFAULT_DIRECTION)
+    return name, direction, None if path is None else str(path)
+
+
+def decoding_model(header, name: str | None = None, direction: str | None = None,
+                   device: str | torch.device = "auto", path: Path | str | None = None) -> LoadedModel | None:
+    """The model :func:`decoding_choice` picks for ``header``, loaded (None: no model needed)."""
+    choice = decoding_choice(header, name, direction, path)
+    if choice is None:
+        return None
+    name, direction, path = choice
     return load_model(name, direction=direction, device=device, path=path)

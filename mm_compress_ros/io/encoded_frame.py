@@ -38,7 +38,7 @@ def input_frames(rgb_msg, thermal_msg) -> tuple[np.ndarray, np.ndarray]:
 def encoded_frame(cls, rgb_msg, thermal_msg, result, data):
     """The EncodedFrame (``cls``: rclpy's or a rosbags typestore's class) of an encoded pair.
 
-    ``result`` is the :class:`mm_compress_ros.codec.session.PairResult` of the pair (sequence,
+    ``result`` is the :class:`mm_compress_ros.link.pair_encoder.PairResult` of the pair (sequence,
     frame type, model id, quality); ``data`` is its packet in the form ``cls`` takes for uint8[]
     (bytes for rclpy, a uint8 numpy array for rosbags)."""
     return cls(header=rgb_msg.header, thermal_stamp=thermal_msg.header.stamp,

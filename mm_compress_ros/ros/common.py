@@ -1,5 +1,5 @@
 """Small rclpy helpers shared by the nodes (QoS from parameters, rolling statistics, diagnostics,
-the nodes' ``main``: :func:`spin_node`)."""
+throttled log lines: :class:`ThrottledLog`, the nodes' ``main``: :func:`spin_node`)."""
 from __future__ import annotations
 
 import collections
@@ -83,6 +83,31 @@ class Window:
                 return 0.0
             span = self._d[-1][0] - self._d[0][0]
             return sum(v for _, v in list(self._d)[1:]) / span if span > 0 else 0.0
+
+
+WARN_PERIOD_S = 5.0   # a repeated warning: at most this often
+
+
+class ThrottledLog:
+    """A node's repeated log lines, at most one of a kind every ``period`` seconds: the one way
+    the nodes throttle (mm_compress_ros.link.notes.Throttle); ``period`` 0 says every line.
+    ``log(kind, level, text, period)`` with ``level`` info | warning | error."""
+
+    def __init__(self, logger):
+        from mm_compress_ros.link.notes import Throttle
+
+        self._logger = logger
+        self._throttle = Throttle()
+
+    def __call__(self, kind: str, level: str, text: str, period: float = WARN_PERIOD_S) -> None:
+        if period > 0 and not self._throttle.ready(kind, period):
+            return
+        if level == "error":   # one call per level: rclpy refuses another level at the same call
+            self._logger.error(text)
+        elif level == "warning":
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
 
 
 def mean(xs) -> float:

@@ -5,11 +5,15 @@ original stamps and frame_ids carried by each EncodedFrame and the original enco
 records (mono16 comes back as mono16, bgr8 as bgr8; the rules: mm_compress_ros.io.encoded_frame,
 shared with ``bag decode``): what rviz2, rqt_image_view and perception nodes consume.
 
-Robustness: a jump in ``sequence`` (lost messages), a corrupt packet or a predicted frame without
-its reference puts the decoder into "waiting for a key frame": it publishes nothing until the next
-key frame and meanwhile asks the encoder for one (std_srvs/Trigger ``request_key_frame``, at most
-every ``key_request_interval`` seconds). Decoding runs in a worker thread; when it falls more than
-``max_queue`` packets behind, the backlog is dropped and a key frame requested.
+The decoding policy is :class:`mm_compress_ros.link.pair_decoder.PairDecoder`, the same as ``bag
+decode``'s and ``mm-compress decode``'s: each packet parsed once, the model the stream names
+(``codec/zoo.decoding_choice``; the ``model`` parameter is loaded at start), and one
+waiting-for-a-key-frame state. A jump in ``sequence`` (lost messages), a corrupt packet or a
+predicted frame without its reference puts it into "waiting for a key frame": nothing is
+published until the next key frame, and meanwhile this node asks the encoder for one
+(std_srvs/Trigger ``request_key_frame``, at most every ``key_request_interval`` seconds). Decoding
+runs in a worker thread; when it falls more than ``max_queue`` packets behind, the backlog is
+dropped (the next packet's sequence number shows the gap, and a key frame is requested).
 
 Reports decode time and end-to-end latency (capture stamp -> decoded image published) in the log
 and on ``/diagnostics``.
@@ -37,7 +41,12 @@ from std_srvs.srv import Trigger
 from mm_compress_ros.io.encoded_frame import decoded_image, modality_header
 from mm_compress_ros.io.ros_image import numpy_to_image, stamp_to_ns
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, diagnostics, make_qos, mean, percentile, spin_node
+from mm_compress_ros.ros.common import ThrottledLog, Window, diagnostics, make_qos, mean, percentile, spin_node
+
+# How the pair decoder's notes (mm_compress_ros.link.pair_decoder) are logged: level, and the least
+# time in seconds between two lines of one kind.
+NOTE_LOG = {"waiting": ("warning", 0.0), "decoding": ("info", 0.0), "corrupt": ("warning", 1.0),
+            "model": ("info", 0.0)}
 
 
 class DecoderNode(Node):
@@ -60,21 +69,16 @@ class DecoderNode(Node):
 
         import torch
 
-        from mm_compress_ros.codec import packet as packet_mod
-        from mm_compress_ros.codec.stream import StreamDecoder
-        from mm_compress_ros.codec.zoo import load_model
+        from mm_compress_ros.link.pair_decoder import PairDecoder
 
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
-        self._packet = packet_mod
-        self._StreamDecoder = StreamDecoder
-        self._load_model = load_model
-        self._models: dict[tuple[str, str], object] = {}
+        self._log = ThrottledLog(self.get_logger())
         t0 = time.monotonic()
-        self._model_key = (self.model_name, self.direction) if self.model_name else ("", "")
-        self.model = self._get_model(*self._model_key)
-        self.decoder = StreamDecoder(self.model)
-        what = (f"model {self.model_name} ({self.direction}) on {self.model.device}" if self.model is not None else
+        # the stream's own model, as bag decode and mm-compress decode choose it; ``model`` only loads one now
+        self.decoder = PairDecoder(device=self.device, preload=(self.model_name, self.direction))
+        what = (f"model {self.model_name} ({self.direction}) on {self.decoder.model.device}"
+                if self.decoder.model is not None else
                 "no model (standard-profile streams need none; a stream that names one loads it)")
         self.get_logger().info(f"{what}, loaded in {time.monotonic() - t0:.1f} s")
 
@@ -82,17 +86,9 @@ class DecoderNode(Node):
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.waiting_for_key = True
-        self.last_sequence: int | None = None
-        self.received = self.decoded = 0
-        self.skipped = 0               # packets not decoded while waiting for a key frame
-        self.gaps = 0                  # sequence jumps (messages lost before this node)
-        self.lost = 0                  # messages lost in those jumps
-        self.corrupt = 0               # packets that failed to parse or decode
-        self.thermal_max_error = None  # largest thermal error the encoder reported (counts for mono16; 0 exact)
+        self.received = 0              # messages received (the decoder's counts: self.decoder.counts)
         self.overflow_drops = 0        # packets dropped because decoding fell behind
         self.key_requests = 0
-        self._want_key = False
         self._last_key_request = 0.0
         self._dec_ms_total = 0.0
         self._lat_ms_total = 0.0
@@ -132,40 +128,25 @@ class DecoderNode(Node):
         return {m: self.create_publisher(CompressedVideo, pub.topic_name + VIDEO_SUFFIX, qos)
                 for m, pub in (("rgb", self.pub_rgb), ("thermal", self.pub_th))}
 
-    def _get_model(self, name: str, direction: str):
-        """The learned model ``name`` (None for "": a standard-profile stream needs none)."""
-        if not name:
-            return None
-        key = (name, direction)
-        if key not in self._models:
-            self._models[key] = self._load_model(name, direction=direction, device=self.device)
-        return self._models[key]
-
     # -- callbacks ------------------------------------------------------------------------------
     def _on_encoded(self, msg: EncodedFrame):
         with self._cv:
             self.received += 1
             if len(self._queue) >= self.max_queue:
-                self.overflow_drops += len(self._queue)
+                dropped = len(self._queue)
+                self.overflow_drops += dropped
                 self._queue.clear()
-                self._need_key_locked("decoder fell behind, backlog dropped")
+                self._log("overflow", "warning", f"decoder fell behind: backlog of {dropped} packets dropped")
             self._queue.append(msg)
             self._cv.notify()
 
-    def _need_key_locked(self, why: str):
-        if not self.waiting_for_key:
-            self.get_logger().warning(f"waiting for a key frame: {why}")
-        self.waiting_for_key = True
-        self._want_key = True
-
-    def _need_key(self, why: str):
-        with self._cv:
-            self._need_key_locked(why)
+    @property
+    def waiting_for_key(self) -> bool:
+        return self.decoder.waiting_for_key
 
     def _maybe_request_key(self):
         """Timer (executor thread): ask the encoder for a key frame while waiting for one."""
-        with self._cv:
-            want = self._want_key and self.waiting_for_key
+        want = self.decoder.want_key and self.decoder.waiting_for_key
         now = time.monotonic()
         if not want or now - self._last_key_request < self.key_request_interval:
             return
@@ -188,87 +169,31 @@ class DecoderNode(Node):
             try:
                 self._handle(msg)
             except Exception as exc:  # noqa: BLE001  (stay up; restart at the next key frame)
-                self.get_logger().error(f"decoding failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=2.0)
-                with self._lock:
-                    self.corrupt += 1
-                self.decoder = self._StreamDecoder(self.model)
-                self._need_key("decoder error")
+                self._log("error", "error", f"decoding failed: {type(exc).__name__}: {exc}", 2.0)
+                self._say(self.decoder.error(exc))
+
+    def _say(self, notes):
+        for note in notes:
+            level, period = NOTE_LOG[note.kind]
+            self._log(note.kind, level, note.text, period)
 
     def _handle(self, msg: EncodedFrame):
-        seq = int(msg.sequence)
-        is_key = msg.frame_type == EncodedFrame.FRAME_KEY
-        if self.last_sequence is not None and seq != self.last_sequence + 1:
-            if seq > self.last_sequence + 1:
-                with self._lock:
-                    self.gaps += 1
-                    self.lost += seq - self.last_sequence - 1
-                if not is_key:
-                    self._need_key(f"{seq - self.last_sequence - 1} message(s) lost before sequence {seq}")
-            elif not is_key:  # an old or repeated message (or an encoder restart without a key frame)
-                self._need_key(f"sequence went back from {self.last_sequence} to {seq}")
-        self.last_sequence = seq
-        with self._cv:
-            waiting = self.waiting_for_key
-        if waiting and not is_key:
-            with self._lock:
-                self.skipped += 1
-            self._need_key(f"sequence {seq} is a predicted frame")
+        result = self.decoder.decode_message(msg)   # the packet parsed once, handed on in result.packet
+        self._say(result.notes)
+        pair = result.pair
+        if pair is None:
             return
-
-        data = bytes(msg.data)
-        try:
-            header = self._packet.read_header(data)
-        except self._packet.PacketError as exc:
-            self._corrupt(f"sequence {seq}: {exc}")
-            return
-        key = (header.model_id or msg.codec or self.model_name, header.direction) if header.needs_model else ("", "")
-        if key != self._model_key:
-            self.get_logger().info(f"stream uses model {key[0]} ({key[1]}): loading it" if key[0] else
-                                   f"stream is in the {header.profile} profile: no model needed")
-            self.model = self._get_model(*key)
-            self.decoder = self._StreamDecoder(self.model)
-            self._model_key = key
-        t0 = time.perf_counter()
-        try:
-            pair = self.decoder.decode(data)
-        except self._packet.PacketError as exc:
-            self._corrupt(f"sequence {seq}: {exc}")
-            return
-        dec_ms = (time.perf_counter() - t0) * 1e3
-        if pair is None:  # the decoder itself lacks the reference
-            with self._lock:
-                self.skipped += 1
-            self._need_key(f"sequence {seq}: reference frame missing")
-            return
-        if is_key:
-            with self._cv:
-                if self.waiting_for_key:
-                    self.get_logger().info(f"key frame at sequence {seq}: decoding again")
-                self.waiting_for_key = False
-                self._want_key = False
         self._publish(msg, pair)
         if self.pub_video:
-            self._publish_video(msg, data)
+            self._publish_video(msg, result.packet)
         now_ns = self.get_clock().now().nanoseconds
         latency_ms = (now_ns - stamp_to_ns(msg.header.stamp)) / 1e6
-        self._dec_ms.add(dec_ms)
+        self._dec_ms.add(result.decode_ms)
         self._lat_ms.add(latency_ms)
         self._fps.add(1.0)
-        err = pair.header.thermal_max_error
         with self._lock:
-            if err != self._packet.NO_MAX_ERROR:
-                self.thermal_max_error = max(err, self.thermal_max_error or 0)
-            self.decoded += 1
-            self._dec_ms_total += dec_ms
+            self._dec_ms_total += result.decode_ms
             self._lat_ms_total += latency_ms
-
-    def _corrupt(self, why: str):
-        with self._lock:
-            self.corrupt += 1
-        self.get_logger().warning(f"corrupt packet: {why}", throttle_duration_sec=1.0)
-        self.decoder = self._StreamDecoder(self.model)  # its state may be half-updated
-        self._need_key("corrupt packet")
 
     def _publish(self, msg: EncodedFrame, pair):
         """The decoded images with their inputs' headers and encodings (mm_compress_ros.io.encoded_frame)."""
@@ -276,17 +201,17 @@ class DecoderNode(Node):
             pixels, encoding, stamp, frame_id = decoded_image(msg, pair, modality)
             pub.publish(numpy_to_image(pixels, encoding, header=Header(stamp=stamp, frame_id=frame_id)))
 
-    def _publish_video(self, msg: EncodedFrame, data: bytes):
+    def _publish_video(self, msg: EncodedFrame, packet):
         """Every video layer of the packet (an 8-bit H.264/H.265 stream: RGB, and 8-bit thermal in
         the standard profile; mm_compress_ros.bag.foxglove.layer_videos), its access unit as a
         CompressedVideo on its modality's publisher (that modality's capture stamp and frame_id);
         nothing for a packet without one (learned profile)."""
         from mm_compress_ros.bag.foxglove import layer_videos
 
-        _, videos = layer_videos(data)
+        _, videos = layer_videos(packet)
         if not videos:
-            self.get_logger().warning("foxglove_video: the stream has no H.264/H.265 layer (learned codec): "
-                                      "no video to publish", throttle_duration_sec=60.0)
+            self._log("no video", "warning", "foxglove_video: the stream has no H.264/H.265 layer (learned codec): "
+                                             "no video to publish", 60.0)
             return
         for modality, (fmt, au) in videos.items():
             stamp, frame_id = modality_header(msg, modality)
@@ -299,13 +224,14 @@ class DecoderNode(Node):
     def stats(self) -> dict:
         lat = self._lat_ms.values()
         dec = self._dec_ms.values()
+        c = self.decoder.counts
         with self._lock:
-            s = {"received": self.received, "decoded": self.decoded, "skipped": self.skipped,
-                 "gaps": self.gaps, "lost": self.lost, "corrupt": self.corrupt,
+            s = {"received": self.received, "decoded": c.decoded,
+                 "skipped": c.skipped, "gaps": c.gaps, "lost": c.lost, "corrupt": c.corrupt,
                  "overflow_drops": self.overflow_drops, "key_requests": self.key_requests,
-                 "thermal_max_error": "n/a" if self.thermal_max_error is None else self.thermal_max_error,
-                 "decode_ms_mean_all": self._dec_ms_total / max(1, self.decoded),
-                 "latency_ms_mean_all": self._lat_ms_total / max(1, self.decoded)}
+                 "thermal_max_error": "n/a" if c.thermal_max_error is None else c.thermal_max_error,
+                 "decode_ms_mean_all": self._dec_ms_total / max(1, c.decoded),
+                 "latency_ms_mean_all": self._lat_ms_total / max(1, c.decoded)}
         s.update({"waiting_for_key": self.waiting_for_key, "fps": self._fps.rate(),
                   "decode_ms_mean": mean(dec), "decode_ms_p95": percentile(dec, 95),
                   "latency_ms_mean": mean(lat), "latency_ms_p95": percentile(lat, 95),
@@ -331,7 +257,9 @@ class DecoderNode(Node):
             level, message = "warn", "decoding (packets were lost or corrupt)"
         else:
             level, message = "ok", "decoding"
-        self.diag_pub.publish(diagnostics(self, "decoder", self._model_key[0], level, message, s))
+        model = self.decoder.model
+        self.diag_pub.publish(diagnostics(self, "decoder", model.model_id if model is not None else "", level,
+                                          message, s))
 
     def destroy_node(self):
         self._stop.set()

@@ -27,12 +27,13 @@ Key frames: every ``gop`` frames, on a ``request_key_frame`` (std_srvs/Trigger) 
 new subscriber appears on ``encoded`` (``key_frame_on_new_subscriber``), after an encoding error,
 when the input size or encoding changes, and when capture stamps jump ahead or go back by more
 than the stream's gap: ``max_gap`` seconds when > 0, else more than 3 frame intervals of the
-stream and at least 1 s (codec/stream.py, ``StampRhythm``: a camera throttled to 1 Hz codes
+stream and at least 1 s (codec/keyframes.py, ``StampRhythm``: a camera throttled to 1 Hz codes
 predicted frames, a 10 s pause still brings a key frame).
 
 The stream itself (resize, the per-pair decisions, key frames, counts) is
-:class:`mm_compress_ros.codec.session.PairEncoder`, the same as ``bag encode``'s; this node adds the
-ROS around it: QoS, synchronizer, the backlog, publishing, logs, diagnostics, service.
+:class:`mm_compress_ros.link.pair_encoder.PairEncoder`, the same as ``bag encode``'s; the pairing is
+:class:`mm_compress_ros.link.synchronizer.ApproximateTimeSynchronizer` with its defaults; this node
+adds the ROS around them: QoS, the backlog, publishing, logs, diagnostics, service.
 
 Bad input (docs/reliability.md, "Bad input at the nodes"), each with a throttled log line and no
 exception out of a callback: unsupported encodings (the pair is skipped and counted), a size or
@@ -61,12 +62,12 @@ from std_srvs.srv import Trigger
 from mm_compress_ros.io.encoded_frame import encoded_frame
 from mm_compress_ros.io.ros_image import stamp_to_ns
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import Window, diagnostics, make_qos, mean, percentile, spin_node
-from mm_compress_ros.ros.synchronizer import ApproximateTimeSynchronizer
+from mm_compress_ros.link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP, ApproximateTimeSynchronizer
+from mm_compress_ros.ros.common import (WARN_PERIOD_S, ThrottledLog, Window, diagnostics, make_qos, mean, percentile,
+                                        spin_node)
 
 MISSING_INPUT_S = 2.0      # one input silent this long while the other keeps coming: warn
-WARN_PERIOD_S = 5.0        # repeat a bad-input warning at most this often
-# How the pair encoder's notes (mm_compress_ros.codec.session) are logged: level, and the least
+# How the pair encoder's notes (mm_compress_ros.link.pair_encoder) are logged: level, and the least
 # time in seconds between two lines of one kind.
 NOTE_LOG = {"stale": ("warning", WARN_PERIOD_S), "unsupported": ("error", WARN_PERIOD_S),
             "clock_reset": ("warning", 0.0), "stamp_jump": ("info", 1.0), "input_changed": ("warning", 1.0)}
@@ -143,8 +144,8 @@ class EncoderNode(Node):
         self.target_kbps = float(p("target_kbps", 0.0).value)
         self.device = p("device", "auto").value
         resize = list(p("resize", [0, 0]).value)
-        self.sync_queue_size = int(p("sync_queue_size", 10).value)
-        self.sync_slop = float(p("sync_slop", 0.05).value)
+        self.sync_queue_size = int(p("sync_queue_size", SYNC_QUEUE_SIZE).value)
+        self.sync_slop = float(p("sync_slop", SYNC_SLOP).value)
         in_rel = p("input_qos_reliability", "auto").value
         in_depth = int(p("input_qos_depth", 5).value)
         out_rel = p("output_qos_reliability", "reliable").value
@@ -173,9 +174,9 @@ class EncoderNode(Node):
 
         import torch
 
-        from mm_compress_ros.codec.session import PairEncoder
-        from mm_compress_ros.codec.stream import StampRhythm
+        from mm_compress_ros.codec.keyframes import StampRhythm
         from mm_compress_ros.codec.zoo import encoding_model
+        from mm_compress_ros.link.pair_encoder import PairEncoder
 
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
@@ -223,7 +224,7 @@ class EncoderNode(Node):
         self._last_pair_time = None
         self._started = time.monotonic()
         self._silent_since_warned = {"rgb": False, "thermal": False}
-        self._logged_at: dict[str, float] = {}
+        self._log = ThrottledLog(self.get_logger())   # repeated lines: at most one of a kind per period
 
         self.sync = ApproximateTimeSynchronizer(2, self.sync_queue_size, self.sync_slop, self._on_pair)
         self.backlog = PairBacklog(self.max_wait)
@@ -303,20 +304,6 @@ class EncoderNode(Node):
             self._silent_since_warned[name] = False
             silent = now - (last if last is not None else self._started)
             self.get_logger().info(f"{name} images again after {silent:.1f} s without")
-
-    def _log(self, kind: str, level: str, text: str, period: float = WARN_PERIOD_S):
-        """A log line at most every ``period`` s per kind."""
-        now = time.monotonic()
-        if now - self._logged_at.get(kind, -1e9) < period:
-            return
-        self._logged_at[kind] = now
-        log = self.get_logger()  # one call per level: rclpy refuses another level at the same call
-        if level == "error":
-            log.error(text)
-        elif level == "warning":
-            log.warning(text)
-        else:
-            log.info(text)
 
     def _check_inputs(self):
         """Timer: one input silent while the other keeps coming, or both coming but never paired."""

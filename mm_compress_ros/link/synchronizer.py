@@ -1,8 +1,11 @@
 """Approximate-time synchronizer with the semantics of message_filters' ApproximateTimeSynchronizer.
 
 ``message_filters`` is not installable from the registries this project builds with, so the encoder
-node carries this small, pure-Python equivalent (no rclpy import; driven by ``add(index, stamp_ns,
-msg)`` calls, so it is unit-testable without ROS). Semantics, as in message_filters (Python):
+node and ``bag encode`` share this small, pure-Python equivalent (no rclpy import; driven by
+``add(index, stamp_ns, msg)`` calls, so it is unit-testable without ROS). Its defaults,
+:data:`SYNC_QUEUE_SIZE` and :data:`SYNC_SLOP`, are the one place of the pairing defaults: encoder_node's
+parameters (``sync_queue_size``, ``sync_slop``; config/encoder.yaml states the same values) and
+``bag encode``'s ``--queue-size`` / ``--slop`` import them. Semantics, as in message_filters (Python):
 
 * one queue per input, keyed by stamp (a message with a stamp already queued on that input
   replaces the queued one); when a queue holds more than ``queue_size`` messages, the one with the
@@ -27,7 +30,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-
+SYNC_QUEUE_SIZE = 10   # messages kept per input
+SYNC_SLOP = 0.05       # s: the largest stamp difference of a pair
 
 @dataclass
 class SyncStats:
@@ -45,7 +49,7 @@ class ApproximateTimeSynchronizer:
     callback.
     """
 
-    def __init__(self, num_inputs: int = 2, queue_size: int = 10, slop: float = 0.1,
+    def __init__(self, num_inputs: int = 2, queue_size: int = SYNC_QUEUE_SIZE, slop: float = SYNC_SLOP,
                  callback: Callable[..., Any] | None = None):
         if num_inputs < 2:
             raise ValueError("num_inputs must be at least 2")

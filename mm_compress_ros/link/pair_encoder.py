@@ -2,11 +2,12 @@
 packets out. ROS-free (the messages are read through their sensor_msgs/Image fields, rclpy's or
 rosbags' alike).
 
-:class:`PairEncoder` holds the stream state around a :class:`~.stream.StreamEncoder` and makes the
-per-pair decisions that both adapters share (docs/reliability.md, "Bad input at the nodes"):
+:class:`PairEncoder` wraps a :class:`~mm_compress_ros.codec.stream.StreamEncoder` (the only
+key-frame decider: the pair encoder asks it, and says why) and makes the per-pair decisions that
+both adapters share (docs/reliability.md, "Bad input at the nodes"):
 
-- the gap is the stream's own (:class:`~.stream.StampRhythm`): more than 3 frame intervals of the
-  stream, at least 1 s (a 10 Hz stream: 1 s; a camera throttled to 1 Hz: 3 s), or
+- the gap is the stream's own (:class:`~mm_compress_ros.codec.keyframes.StampRhythm`): more
+  than 3 frame intervals of the stream, at least 1 s (a 10 Hz stream: 1 s; a camera throttled to 1 Hz: 3 s), or
   ``max_gap_ns`` when given;
 - a pair stamped at or before the last encoded one, less than the gap back (it completed late,
   out of order: a newer pair was encoded already): skipped, counted as ``stale``;
@@ -27,22 +28,18 @@ state and the counts as they were.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..codec.stream import StreamEncoder
+from ..codec.zoo import LoadedModel
 from ..io.encoded_frame import input_frames, unsupported_encodings
 from ..io.ros_image import stamp_to_ns
-from .stream import StampRhythm, StreamEncoder
-from .zoo import LoadedModel
+from .notes import Note
 
-
-@dataclass(frozen=True)
-class Note:
-    kind: str   # stale | unsupported (the pair was skipped) | clock_reset | stamp_jump | input_changed
-    text: str
+# Note kinds: stale | unsupported (the pair was skipped) | clock_reset | stamp_jump | input_changed
 
 
 @dataclass
@@ -82,32 +79,29 @@ def _describe(sig: tuple) -> str:
 class PairEncoder:
     """Codes pairs of images (objects with the sensor_msgs/Image fields) into packets.
 
-    ``stream_args`` go to :class:`~.stream.StreamEncoder` (quality, gop, reference_codec, encoder,
-    ...); ``resize`` is (width, height) of the coded RGB image, or None for the input size;
-    ``max_gap_ns``: a fixed gap that ends the GOP, or None (default) for the stream's own rhythm
-    (:class:`~.stream.StampRhythm`)."""
+    ``stream_args`` go to :class:`~mm_compress_ros.codec.stream.StreamEncoder` (quality, gop,
+    reference_codec, encoder, ...); ``resize`` is (width, height) of the coded RGB image, or None
+    for the input size; ``max_gap_ns``: a fixed gap that ends the GOP, or None (default) for the
+    stream's own rhythm (:class:`~mm_compress_ros.codec.keyframes.StampRhythm`). The stamps, the
+    input description and the key-frame requests go to the stream, which decides the key frames;
+    this object keeps no stream state of its own besides the counts."""
 
     def __init__(self, model: LoadedModel, *, resize: tuple[int, int] | None = None,
                  max_gap_ns: int | None = None, **stream_args):
         if resize is not None and (len(resize) != 2 or min(resize) < 16):
             raise ValueError(f"resize must be (width, height), each at least 16, got {resize}")
-        # The stream keeps a rhythm of its own, fed the same stamps (those of the encoded pairs):
-        # both decide alike; this one also says why, and is not moved by skipped pairs.
-        self.rhythm = StampRhythm(max_gap_ns)
         self.stream = StreamEncoder(model, max_gap_ns=max_gap_ns, **stream_args)
         self.resize = None if resize is None else (int(resize[0]), int(resize[1]))
         self.max_gap_ns = max_gap_ns
         self.counts = PairCounts()
-        self._key_requested = threading.Event()
-        self._signature: tuple | None = None   # (rgb w, h, thermal w, h, encodings) of the last encoded pair
 
     def request_key_frame(self) -> None:
-        """The next encoded pair is a key frame."""
-        self._key_requested.set()
+        """The next encoded pair is a key frame (safe to call from another thread)."""
+        self.stream.request_key_frame()
 
     def _stamp_note(self, stamp: int, step: str) -> Note | None:
         """What a pair's capture stamp says against the last encoded pair's (None: nothing)."""
-        last = self.rhythm.last
+        last = self.stream.rhythm.last
         if step in ("first", "next"):
             return None
         if step == "jump":
@@ -122,8 +116,7 @@ class PairEncoder:
     def encode(self, rgb_msg, thermal_msg) -> PairResult:
         """Codes one pair, or skips it; :class:`PairResult` says which and why."""
         stamp = stamp_to_ns(rgb_msg.header.stamp)
-        step = self.rhythm.classify(stamp)
-        note = self._stamp_note(stamp, step)
+        note = self._stamp_note(stamp, self.stream.rhythm.classify(stamp))   # the stream takes it when coded
         if note is not None and note.kind == "stale":
             self.counts.stale += 1
             return PairResult([note])
@@ -133,26 +126,23 @@ class PairEncoder:
             self.counts.unsupported += 1
             return PairResult([Note("unsupported", problem)])
         rgb, thermal = input_frames(rgb_msg, thermal_msg)
-        signature = (rgb.shape[1], rgb.shape[0], thermal.shape[1], thermal.shape[0],
-                     rgb_msg.encoding, thermal_msg.encoding)
-        if self._signature is not None and signature != self._signature:
-            notes.append(Note("input_changed", f"input changed from {_describe(self._signature)} to "
-                                               f"{_describe(signature)}: key frame"))
+        # the input as it came (before any resize): another one is a key frame, even where the
+        # coded frames keep their size
+        source = (rgb.shape[1], rgb.shape[0], thermal.shape[1], thermal.shape[0],
+                  rgb_msg.encoding, thermal_msg.encoding)
+        before = self.stream.last_source
         if self.resize is not None and (rgb.shape[1], rgb.shape[0]) != self.resize:
             rgb, thermal = resize_pair(rgb, thermal, self.resize)
-        key = bool(notes)  # every note that is not a skip asks for a key frame
-        if self._key_requested.is_set():
-            self._key_requested.clear()
-            key = True
         t0 = time.perf_counter()
-        packet = self.stream.encode(rgb, thermal, force_key=key, rgb_format=rgb_msg.encoding,
-                                    thermal_format=thermal_msg.encoding, stamp_ns=stamp)
+        packet = self.stream.encode(rgb, thermal, rgb_format=rgb_msg.encoding,
+                                    thermal_format=thermal_msg.encoding, stamp_ns=stamp, source=source)
         c, frame_type = self.counts, self.stream.last_frame_type
+        if frame_type == "key" and self.stream.last_key_reason == "input changed":
+            notes.append(Note("input_changed", f"input changed from {_describe(before)} to "
+                                               f"{_describe(source)}: key frame"))
         result = PairResult(notes, packet, frame_type, c.pairs, self.stream.codec_id, self.stream.quality,
                             (time.perf_counter() - t0) * 1e3)
         c.pairs += 1
         c.key_frames += frame_type == "key"
         c.clock_resets += any(n.kind == "clock_reset" for n in notes)
-        self.rhythm.accept(stamp, step)
-        self._signature = signature
         return result
