@@ -24,7 +24,7 @@ from ..codec.stream import StreamDecoder, StreamEncoder
 @dataclass
 class MeasuredPair:
     """One pair as ``mm-compress eval`` measures it: coded to a packet and decoded from it (not
-    codec/session.py's PairResult, the encoder node's outcome of one pair)."""
+    link/pair_encoder.py's PairResult, the encoder node's outcome of one pair)."""
     frame_type: str
     packet_bits: int
     bits: dict           # modality -> bits (float: header bytes are split proportionally)
