@@ -64,7 +64,7 @@ def layer_formats(header) -> dict[str, str]:
     return out
 
 
-def layer_videos(packet: bytes) -> tuple[object, dict[str, tuple[str, bytes]]]:
+def layer_videos(packet) -> tuple[object, dict[str, tuple[str, bytes]]]:
     """(header, {modality: (format, access unit)}) of a packet: every layer that is an 8-bit
     H.264/H.265 stream (:func:`layer_formats`), with its Annex B access unit; an empty dict when
     none is (learned profile). ``packet``: its bytes, or the parsed
@@ -228,8 +228,9 @@ class FoxgloveSink(FoxgloveWriter):
                 self.add_image(m, names[m])
         self.kinds = kinds
 
-    def frame(self, ts, msg, pair, n):
-        header, videos = layer_videos(msg.data.tobytes())
+    def frame(self, ts, msg, pair, n, packet=None):
+        """``packet``: the decoder's parsed packet of ``msg`` (not parsed again), else its bytes."""
+        header, videos = layer_videos(packet if packet is not None else msg.data.tobytes())
         if header.reference_codec not in VIDEO_FORMATS:
             raise no_video_error(header.direction)
         kinds = {m: videos[m][0] if m in videos else "image" for m in MODALITIES}

@@ -191,7 +191,7 @@ class _BagSink:
     def other(self, conn, ts, raw):
         self.w.write(self.copies[conn.id], ts, raw)
 
-    def frame(self, ts, msg, pair, n):
+    def frame(self, ts, msg, pair, n, packet=None):
         """The decoded images with their inputs' headers and encodings (mm_compress_ros.io.encoded_frame)."""
         for conn, modality in ((self.rgb, "rgb"), (self.th, "thermal")):
             self.w.write_msg(conn, ts, make_image(self.store, *decoded_image(msg, pair, modality)))
@@ -209,7 +209,7 @@ class _FramesSink:
     def other(self, conn, ts, raw):
         pass
 
-    def frame(self, ts, msg, pair, n):
+    def frame(self, ts, msg, pair, n, packet=None):
         from ..io.frames import write_rgb, write_thermal
 
         write_rgb(self.folder / "rgb" / f"{n:04d}.png", to_rgb(pair.rgb, pair.rgb_format))
@@ -285,7 +285,7 @@ class _VideoSink:
         for p in self.stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
             self.container.mux(p)
 
-    def frame(self, ts, msg, pair, n):
+    def frame(self, ts, msg, pair, n, packet=None):
         img = side_by_side(to_rgb(pair.rgb, pair.rgb_format), pair.thermal)
         if self.container is None:
             self.frames.append(img)
@@ -374,7 +374,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
                     if note.kind == "corrupt" and not quiet:
                         bar.write(f"bag decode: {note.text}")
                 if res.pair is not None:
-                    sink.frame(ts, msg, res.pair, decoder.counts.decoded - 1)
+                    sink.frame(ts, msg, res.pair, decoder.counts.decoded - 1, res.packet)   # parsed once
             bar.close()
             c = decoder.counts
             stats = {"messages": c.received, "decoded": c.decoded, "key_frames": c.key_frames,
