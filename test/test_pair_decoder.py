@@ -120,3 +120,13 @@ def test_link_imports_no_rclpy():
             "mm_compress_ros.link.synchronizer, mm_compress_ros.bag.transcode; "
             "sys.exit(1 if 'rclpy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_codec_imports_no_message_shapes():
+    """codec/ is numpy in, bytes out: it imports neither ROS nor the message modules (io/ros_image,
+    io/encoded_frame) nor link/."""
+    code = ("import sys, mm_compress_ros.codec.stream, mm_compress_ros.codec.zoo, mm_compress_ros.codec.keyframes; "
+            "bad = [m for m in sys.modules if m == 'rclpy' or m.startswith(('mm_compress_ros.io', "
+            "'mm_compress_ros.link', 'mm_compress_ros.ros', 'mm_compress_ros.bag'))]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
