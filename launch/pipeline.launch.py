@@ -4,22 +4,16 @@
     ros2 launch mm_compress_ros pipeline.launch.py path:=/data/seq  # <seq>/{rgb,thermal}/ or {rgb,thermal}.mp4
 
 Topics: rgb/image + thermal/image (input) -> encoded -> decoded/rgb/image + decoded/thermal/image.
-Launch arguments: path, device, namespace, fastdds_profile. The node table below is plain data:
+Launch arguments: path, device, namespace, the topics below, fastdds_profile (no params_file:
+each node reads its own file in config/). The tables are plain data:
+mm_compress_ros/ros/launch_description.py builds the LaunchDescription from them, and
 mm_compress_ros/ros/launch_table.py starts the same executables with the same parameter files,
 remappings and launch-argument defaults as separate processes (make demo; the tests through
-test/conftest.py::start_launch); test/test_launch_files.py checks the table
-(test_node_table_executables_parameters_and_remappings, test_pipeline_topics_connect).
+test/conftest.py::start_launch); test/test_launch_files.py checks the tables
+(test_node_table_executables_parameters_and_remappings, test_pipeline_topics_connect) and the
+builder.
 """
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
-
-PACKAGE = "mm_compress_ros"
+from mm_compress_ros.ros.launch_description import build
 
 ARGS = {
     "namespace": "",
@@ -59,23 +53,4 @@ NODES = [
 
 
 def generate_launch_description():
-    share = get_package_share_directory(PACKAGE)
-    actions = [
-        DeclareLaunchArgument("fastdds_profile", default_value=os.path.join(share, "config", "fastdds_shm.xml"),
-                              description="Fast DDS profile (16 MiB shared-memory segment for large images)"),
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")),
-    ]
-    actions += [DeclareLaunchArgument(k, default_value=v) for k, v in ARGS.items()]
-    for spec in NODES:
-        actions.append(Node(
-            package=PACKAGE,
-            executable=spec["executable"],
-            name=spec["name"],
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[os.path.join(share, "config", spec["params"])]
-            + [{p: ParameterValue(LaunchConfiguration(a), value_type=str)} for p, a in spec["param_args"].items()],
-            remappings=[(src, LaunchConfiguration(arg)) for src, arg in spec["remap"].items()],
-            output="screen",
-            emulate_tty=True,
-        ))
-    return LaunchDescription(actions)
+    return build(ARGS, NODES)

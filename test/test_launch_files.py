@@ -1,8 +1,13 @@
 """The launch files and their YAML parameter files, checked without the launch packages
-(not installable here): node tables, installed executables, parameter names."""
+(not installable here): node tables, installed executables, parameter names, and the one
+description builder the launch files share (its plain-data plan, and its launch / launch_ros
+calls against stand-in modules)."""
 import ast
 import py_compile
 import re
+import runpy
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -10,9 +15,12 @@ import yaml
 
 from conftest import LIB_DIR, REPO, SHARE_DIR  # noqa: F401  (ros fixture from conftest)
 
+from mm_compress_ros.ros.launch_description import Arg, Declare, NodeAction, SetEnv, Typed, plan
 from mm_compress_ros.ros.launch_table import node_commands, read_table
 
 LAUNCH_FILES = ["encoder.launch.py", "decoder.launch.py", "pipeline.launch.py"]
+ALL_LAUNCH_FILES = LAUNCH_FILES + ["viewer.launch.py"]
+BUILDER = REPO / "mm_compress_ros" / "ros" / "launch_description.py"
 NODE_SOURCES = {
     "encoder_node": REPO / "mm_compress_ros" / "ros" / "encoder_node.py",
     "decoder_node": REPO / "mm_compress_ros" / "ros" / "decoder_node.py",
@@ -39,9 +47,13 @@ def test_launch_file_compiles_and_is_installed(name, tmp_path):
     installed = SHARE_DIR / "launch" / name
     assert installed.read_text() == src.read_text(), "stale install: run make build"
     text = src.read_text()
-    # A real ros2 launch file: launch_ros Nodes built from the table, the Fast DDS profile set.
-    assert "def generate_launch_description" in text and "from launch_ros.actions import Node" in text
-    assert 'SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE"' in text
+    # A real ros2 launch file: launch_ros Nodes built from the table, the Fast DDS profile set,
+    # by the shared builder (test_builder_* check what it builds).
+    assert "def generate_launch_description" in text and "return build(ARGS, NODES)" in text
+    assert "from mm_compress_ros.ros.launch_description import build" in text
+    builder = BUILDER.read_text()
+    assert "from launch_ros.actions import Node" in builder
+    assert 'FASTDDS_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"' in builder and "SetEnvironmentVariable(" in builder
 
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
@@ -75,6 +87,150 @@ def test_pipeline_topics_connect():
     assert enc.remappings["encoded"] == dec.remappings["encoded"]
     assert {dec.remappings["rgb/image"], dec.remappings["thermal/image"]}.isdisjoint(
         {sample.remappings["rgb/image"], sample.remappings["thermal/image"]})
+
+
+# -- the shared builder ------------------------------------------------------------------------------
+S = "/opt/share/mm_compress_ros"
+FASTDDS = [Declare("fastdds_profile", f"{S}/config/fastdds_shm.xml",
+                   "Fast DDS profile (16 MiB shared-memory segment for large images)"),
+           SetEnv("FASTDDS_DEFAULT_PROFILES_FILE", Arg("fastdds_profile"))]
+NS = Arg("namespace")
+
+# What each launch file built before the builder (its own generate_launch_description), as plain
+# data: the same arguments in the same order with the same defaults and descriptions, the Fast DDS
+# profile, parameter files, parameters from launch arguments with their types, remappings.
+EXPECTED_PLANS = {
+    "encoder.launch.py": [
+        Declare("params_file", f"{S}/config/encoder.yaml", "encoder_node parameters"), *FASTDDS,
+        Declare("namespace", ""), Declare("rgb_topic", "rgb/image"), Declare("thermal_topic", "thermal/image"),
+        Declare("encoded_topic", "encoded"),
+        NodeAction("encoder_node", "encoder_node", NS, [Arg("params_file")],
+                   [("rgb/image", Arg("rgb_topic")), ("thermal/image", Arg("thermal_topic")),
+                    ("encoded", Arg("encoded_topic"))]),
+    ],
+    "decoder.launch.py": [
+        Declare("params_file", f"{S}/config/decoder.yaml", "decoder_node parameters"), *FASTDDS,
+        Declare("namespace", ""), Declare("encoded_topic", "encoded"), Declare("rgb_topic", "decoded/rgb/image"),
+        Declare("thermal_topic", "decoded/thermal/image"),
+        NodeAction("decoder_node", "decoder_node", NS, [Arg("params_file")],
+                   [("encoded", Arg("encoded_topic")), ("rgb/image", Arg("rgb_topic")),
+                    ("thermal/image", Arg("thermal_topic"))]),
+    ],
+    "pipeline.launch.py": [
+        *FASTDDS,
+        Declare("namespace", ""), Declare("path", ""), Declare("device", "auto"), Declare("rgb_topic", "rgb/image"),
+        Declare("thermal_topic", "thermal/image"), Declare("encoded_topic", "encoded"),
+        Declare("decoded_rgb_topic", "decoded/rgb/image"), Declare("decoded_thermal_topic", "decoded/thermal/image"),
+        NodeAction("sample_publisher", "sample_publisher", NS,
+                   [f"{S}/config/sample_publisher.yaml", {"path": Typed(Arg("path"), str)}],
+                   [("rgb/image", Arg("rgb_topic")), ("thermal/image", Arg("thermal_topic"))]),
+        NodeAction("encoder_node", "encoder_node", NS,
+                   [f"{S}/config/encoder.yaml", {"device": Typed(Arg("device"), str)}],
+                   [("rgb/image", Arg("rgb_topic")), ("thermal/image", Arg("thermal_topic")),
+                    ("encoded", Arg("encoded_topic"))]),
+        NodeAction("decoder_node", "decoder_node", NS,
+                   [f"{S}/config/decoder.yaml", {"device": Typed(Arg("device"), str)}],
+                   [("encoded", Arg("encoded_topic")), ("rgb/image", Arg("decoded_rgb_topic")),
+                    ("thermal/image", Arg("decoded_thermal_topic"))]),
+    ],
+    "viewer.launch.py": [
+        Declare("params_file", f"{S}/config/viewer.yaml", "viewer_node parameters"), *FASTDDS,
+        Declare("namespace", ""), Declare("rgb_topic", "decoded/rgb/image"),
+        Declare("thermal_topic", "decoded/thermal/image"), Declare("encoded_topic", "encoded"),
+        Declare("key_frame_service", "request_key_frame"), Declare("encoder_node", "encoder_node"),
+        Declare("host", "127.0.0.1"), Declare("port", "8088"),
+        NodeAction("viewer_node", "viewer_node", NS,
+                   [Arg("params_file"), {"host": Typed(Arg("host"), str)}, {"port": Typed(Arg("port"), int)},
+                    {"encoder_node": Typed(Arg("encoder_node"), str)}],
+                   [("rgb/image", Arg("rgb_topic")), ("thermal/image", Arg("thermal_topic")),
+                    ("encoded", Arg("encoded_topic")), ("request_key_frame", Arg("key_frame_service"))]),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", ALL_LAUNCH_FILES)
+def test_builder_plan_is_what_the_launch_files_declared(name):
+    args, nodes = read_table(REPO / "launch" / name)
+    actions = plan(args, nodes, S)
+    assert actions == EXPECTED_PLANS[name]
+    for node in (a for a in actions if isinstance(a, NodeAction)):
+        assert (node.package, node.output, node.emulate_tty) == ("mm_compress_ros", "screen", True)
+
+
+class _Call:
+    """A stand-in launch / launch_ros class: records how it was constructed."""
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __eq__(self, other):
+        return type(self) is type(other) and (self.args, self.kwargs) == (other.args, other.kwargs)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(*{self.args}, **{self.kwargs})"
+
+
+@pytest.fixture
+def fake_launch(monkeypatch):
+    """launch, launch_ros and ament_index_python as stand-in modules (share dir: S)."""
+    cls = {n: type(n, (_Call,), {}) for n in ("LaunchDescription", "DeclareLaunchArgument",
+                                             "SetEnvironmentVariable", "LaunchConfiguration", "Node",
+                                             "ParameterValue")}
+    modules = {
+        "ament_index_python": {}, "ament_index_python.packages": {"get_package_share_directory": lambda p: S},
+        "launch": {"LaunchDescription": cls["LaunchDescription"]},
+        "launch.actions": {k: cls[k] for k in ("DeclareLaunchArgument", "SetEnvironmentVariable")},
+        "launch.substitutions": {"LaunchConfiguration": cls["LaunchConfiguration"]},
+        "launch_ros": {}, "launch_ros.actions": {"Node": cls["Node"]},
+        "launch_ros.parameter_descriptions": {"ParameterValue": cls["ParameterValue"]},
+    }
+    for name, attrs in modules.items():
+        mod = types.ModuleType(name)
+        mod.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, mod)
+    return types.SimpleNamespace(**cls)
+
+
+def test_builder_makes_the_launch_actions_the_viewer_file_made(fake_launch):
+    """The calls viewer.launch.py made itself before the builder (the richest table: a
+    params_file argument, an int parameter from a launch argument, four remappings)."""
+    f = fake_launch
+    LC = f.LaunchConfiguration
+    desc = runpy.run_path(str(REPO / "launch" / "viewer.launch.py"))["generate_launch_description"]()
+    defaults = {"namespace": "", "rgb_topic": "decoded/rgb/image", "thermal_topic": "decoded/thermal/image",
+                "encoded_topic": "encoded", "key_frame_service": "request_key_frame",
+                "encoder_node": "encoder_node", "host": "127.0.0.1", "port": "8088"}
+    assert desc == f.LaunchDescription([
+        f.DeclareLaunchArgument("params_file", default_value=f"{S}/config/viewer.yaml",
+                                description="viewer_node parameters"),
+        f.DeclareLaunchArgument("fastdds_profile", default_value=f"{S}/config/fastdds_shm.xml",
+                                description="Fast DDS profile (16 MiB shared-memory segment for large images)"),
+        f.SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LC("fastdds_profile")),
+        *[f.DeclareLaunchArgument(k, default_value=v) for k, v in defaults.items()],
+        f.Node(package="mm_compress_ros", executable="viewer_node", name="viewer_node", namespace=LC("namespace"),
+               parameters=[LC("params_file"),
+                           {"host": f.ParameterValue(LC("host"), value_type=str)},
+                           {"port": f.ParameterValue(LC("port"), value_type=int)},
+                           {"encoder_node": f.ParameterValue(LC("encoder_node"), value_type=str)}],
+               remappings=[("rgb/image", LC("rgb_topic")), ("thermal/image", LC("thermal_topic")),
+                           ("encoded", LC("encoded_topic")), ("request_key_frame", LC("key_frame_service"))],
+               output="screen", emulate_tty=True),
+    ])
+
+
+@pytest.mark.parametrize("name", ALL_LAUNCH_FILES)
+def test_every_launch_file_builds_its_plan_with_the_fastdds_profile(name, fake_launch):
+    f = fake_launch
+    desc = runpy.run_path(str(REPO / "launch" / name))["generate_launch_description"]()
+    (actions,) = desc.args
+    _, nodes = read_table(REPO / "launch" / name)
+    assert len(actions) == len(EXPECTED_PLANS[name])
+    fastdds = f.SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", f.LaunchConfiguration("fastdds_profile"))
+    assert fastdds in actions
+    built_nodes = [a for a in actions if isinstance(a, f.Node)]
+    assert [n.kwargs["executable"] for n in built_nodes] == [spec["executable"] for spec in nodes]
+    for node, spec in zip(built_nodes, nodes):
+        assert node.kwargs["remappings"] == [(src, f.LaunchConfiguration(a)) for src, a in spec["remap"].items()]
+        assert node.kwargs["namespace"] == f.LaunchConfiguration("namespace")
 
 
 def test_node_commands_match_ros2_launch_semantics():

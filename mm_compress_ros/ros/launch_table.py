@@ -1,11 +1,12 @@
-"""Read the node table of a launch file without the launch packages.
+"""Run the node table of a launch file as processes, without the launch packages.
 
 The launch files in ``launch/`` keep their nodes in two plain-data module constants, ``ARGS``
 (launch arguments and defaults) and ``NODES`` (executable, node name, parameter file,
 remappings, parameters set from launch arguments). ``ros2 launch`` turns them into launch_ros
-Nodes; ``make demo`` and the tests read the same constants (with :func:`ast.literal_eval`, so
-neither ``launch`` nor ``launch_ros`` is needed) and start the same executables with the same
-parameter files as separate processes.
+Nodes through :func:`mm_compress_ros.ros.launch_description.build`; ``make demo`` and the tests
+read the same constants (with :func:`ast.literal_eval`, so neither ``launch`` nor ``launch_ros``
+is needed) and resolve the same :func:`~mm_compress_ros.ros.launch_description.plan` into the
+same executables with the same parameter files and remappings, as separate processes.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGE = "mm_compress_ros"
+from mm_compress_ros.ros.launch_description import (
+    FASTDDS_ENV, FASTDDS_PROFILE, PACKAGE, Arg, Declare, NodeAction, plan,
+)
 
 
 def share_dir() -> Path:
@@ -62,27 +65,37 @@ def node_commands(launch_name: str, args: dict | None = None, params: dict | Non
     share = share or share_dir()
     lib = lib or lib_dir()
     launch_args, nodes = read_table(share / "launch" / launch_name)
-    values = dict(launch_args)
-    for k, v in (args or {}).items():
-        if k not in values:
+    for k in args or {}:
+        if k not in launch_args:
             raise KeyError(f"{launch_name} has no launch argument {k!r}")
-        values[k] = v
+    actions = plan(launch_args, nodes, str(share))
+    # Launch-argument values as the table has them (an int stays an int: ``port:=0``).
+    values = {a.name: a.default for a in actions if isinstance(a, Declare)}
+    values.update(launch_args)
+    values.update(args or {})
+
+    def resolve(v):
+        return values[v.name] if isinstance(v, Arg) else v
+
     out = []
-    for spec in nodes:
-        params_file = share / "config" / spec["params"]
-        argv = [python, str(lib / spec["executable"]), "--ros-args", "-r", f"__node:={spec['name']}"]
-        if values.get("namespace"):
-            argv += ["-r", f"__ns:=/{values['namespace'].strip('/')}"]
+    for node in (a for a in actions if isinstance(a, NodeAction)):
+        params_file, *param_args = node.parameters
+        params_file = Path(resolve(params_file))
+        argv = [python, str(lib / node.executable), "--ros-args", "-r", f"__node:={node.name}"]
+        namespace = resolve(node.namespace)
+        if namespace:
+            argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
         argv += ["--params-file", str(params_file)]
-        for p, a in spec.get("param_args", {}).items():
-            argv += ["-p", f"{p}:={_param_str(values[a])}"]
-        remaps = {src: values[a] for src, a in spec.get("remap", {}).items()}
+        for entry in param_args:  # {parameter: Typed(Arg)}: the value as given, typed by _param_str
+            for p, v in entry.items():
+                argv += ["-p", f"{p}:={_param_str(resolve(v.arg))}"]
+        remaps = {src: resolve(dst) for src, dst in node.remappings}
         for src, dst in remaps.items():
             if src != dst:
                 argv += ["-r", f"{src}:={dst}"]
-        for p, v in ((params or {}).get(spec["name"], {})).items():
+        for p, v in ((params or {}).get(node.name, {})).items():
             argv += ["-p", f"{p}:={_param_str(v)}"]
-        out.append(NodeCommand(spec["name"], spec["executable"], argv, params_file, remaps))
+        out.append(NodeCommand(node.name, node.executable, argv, params_file, remaps))
     return out
 
 
@@ -102,6 +115,6 @@ def env_for_nodes(base: dict | None = None) -> dict:
     """The environment for node processes: the caller's, with the Fast DDS profile the launch
     files set (unless one is set already)."""
     env = dict(os.environ if base is None else base)
-    if not env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(share_dir() / "config" / "fastdds_shm.xml")
+    if not env.get(FASTDDS_ENV):
+        env[FASTDDS_ENV] = str(share_dir() / "config" / FASTDDS_PROFILE)
     return env
