@@ -59,7 +59,8 @@ def test_viewer_launch_file_table_and_parameters():
     src = REPO / "launch" / "viewer.launch.py"
     assert (SHARE_DIR / "launch" / "viewer.launch.py").read_text() == src.read_text(), "stale install: make build"
     text = src.read_text()
-    assert "from launch_ros.actions import Node" in text and 'SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE"' in text
+    # Built by the shared builder (launch_ros Nodes, the Fast DDS profile): test_launch_files.py checks it.
+    assert "from mm_compress_ros.ros.launch_description import build" in text and "return build(ARGS, NODES)" in text
     args, nodes = read_table(src)
     (spec,) = nodes
     exe = LIB_DIR / spec["executable"]
