@@ -13,7 +13,7 @@ the packets' own bits per modality, so restored and plain points share their rat
 Rigs: m3svd_seq (5 sequences x --frames frames, one stream each; never trained on) and roadscene
 (a FLIR rig the model never saw; --roadscene stills, each a key frame of its own stream, cropped
 to a multiple of 4). On m3svd_seq the pair is also measured against x265 low-delay P on each camera
-at the same two PSNRs (docs/results/rd.json's anchor points, as benchmarks/profiles.py does).
+at the same two PSNRs (x265 coded here on the same frames; benchmarks/profiles.py's yardstick).
 
 Writes --out (docs/results/restoration.json), docs/results/restoration_rd.png and, with
 --write-docs, the "Joint restoration" sections of docs/results.md and docs/benchmarks.md.
@@ -89,6 +89,21 @@ def measure(streams, levels, restorers, gop: int, progress: str):
         points.append(pt)
     print(file=sys.stderr)
     return points
+
+
+X265_QPS = (22, 27, 32, 37, 42, 47)
+
+
+def x265_points(seqs, gop: int):
+    """x265 low-delay P (the yardstick's anchor: preset medium, keyint ``gop``) on these very frames,
+    each camera one stream per sequence, at X265_QPS: mean bpp and PSNR per camera."""
+    from mm_compress_ros.eval.yardstick import x265_point
+    pts = []
+    for qp in X265_QPS:
+        per = [{m: x265_point(getattr(s, m), qp, keyint=gop)["x"] for m in MODS} for s in seqs]
+        pts.append({"setting": qp, **{m: {k: float(np.mean([q[m][k] for q in per])) for k in ("bpp", "psnr")}
+                                      for m in MODS}})
+    return pts
 
 
 def pair_curve(pts):
@@ -175,6 +190,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=default_data_root())
     p.add_argument("--levels", type=int, nargs="+", default=[1, 22, 43, 64])
     p.add_argument("--frames", type=int, default=10)
+    p.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
+                   help="m3svd_seq sequences to measure (default: all; the shipped model trained on "
+                        "0111_1716 0111_1753 0111_1803, so its held-out ones are 0114_1551 0114_1609)")
     p.add_argument("--roadscene", type=int, default=40)
     p.add_argument("--gop", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
@@ -186,11 +204,12 @@ def main(argv=None) -> int:
     restorers = {"restored": load_restorer(path=a.model) if a.model else load_restorer()}
     if a.ablation:
         restorers["ablation"] = load_restorer(path=a.ablation)
-    seqs = load_sequences(a.data / "m3svd_seq", frames=a.frames)
+    seqs = load_sequences(a.data / "m3svd_seq", frames=a.frames, sequences=a.sequences)
     rigs = {"m3svd_seq": [(s.name, s.rgb, s.thermal) for s in seqs]}
     if a.roadscene:
         rigs["roadscene"] = roadscene_pairs(a.data / "roadscene", a.roadscene)
-    res = {"command": "benchmarks/restoration.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    res = {"command": "benchmarks/restoration.py " + " ".join(str(x) for x in (argv if argv is not None else sys.argv[1:])),
+           "sequences": [s.name for s in seqs],
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "model": str(a.model or "models/restore.safetensors"), "ablation": str(a.ablation) if a.ablation else None,
            "levels": a.levels, "rigs": {}}
@@ -199,8 +218,7 @@ def main(argv=None) -> int:
         r = {"points": pts, "bd_vs_plain": bd_rows(pts, [v for v in VARIANTS if v in restorers])}
         if rig == "m3svd_seq":
             from profiles import pair_vs_anchor   # the yardstick of docs/results.md
-            rd = json.loads((REPO / "docs/results/rd.json").read_text())
-            x265 = rd["codecs"]["x265-video"]["points"]
+            x265 = x265_points(seqs, a.gop)
             r["vs_x265"] = {v: pair_vs_anchor(x265, [dict(p[v], quality=p["quality"]) for p in pts])
                             for v in ("plain", *restorers)}
         res["rigs"][rig] = r

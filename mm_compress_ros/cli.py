@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import CliError
-from .options import model_args, reference_args
+from .options import add_restore_args, model_args, reference_args
 
 
 def _expected_errors():
@@ -127,7 +127,8 @@ def cmd_decode(args) -> None:
     out = Path(args.out)
     claim_output(out, args.force, "output folder")
     data = path.read_bytes()
-    dec = PairDecoder(args.model, args.direction, args.device, args.weights)
+    dec = PairDecoder(args.model, args.direction, args.device, args.weights, restore=args.restore,
+                      restore_weights=args.restore_weights)
     n = damaged = skipped = packets = 0
     last_index = None
     for offset, item in tqdm(scan_stream(data), unit="pair", disable=args.quiet, desc="decode"):
@@ -153,7 +154,7 @@ def cmd_decode(args) -> None:
     (out / "thermal").mkdir(parents=True, exist_ok=True)
     lost = damaged + skipped
     print(json.dumps({"out": str(out), "frames": n, "packets": packets, "damaged": damaged,
-                      "skipped_until_key_frame": skipped, "lost": lost}))
+                      "skipped_until_key_frame": skipped, "lost": lost, "restored": dec.counts.restored}))
     if lost:
         raise FramesLost(f"{lost} of {packets} frames lost ({damaged} damaged, {skipped} skipped until the next "
                          "key frame)")
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing, non-empty --out folder")
     p.add_argument("--quiet", action="store_true")
     model_args(p, from_stream=True)
+    add_restore_args(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="per-frame packet sizes and frame types as JSON")

@@ -47,3 +47,17 @@ def reference_args(p) -> None:
     p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS",
                    help="target-bitrate mode: kbit/s of the pair (both layers' quality moves at every key "
                         "frame; --quality is the start); 0 = constant quality (default)")
+
+
+def add_restore_args(p) -> None:
+    """--restore / --no-restore and --restore-weights of every command that decodes for people or
+    perception (the default: codec.profiles.DEFAULT_RESTORE)."""
+    import argparse
+
+    from .codec.profiles import DEFAULT_RESTORE
+
+    p.add_argument("--restore", action=argparse.BooleanOptionalAction, default=DEFAULT_RESTORE,
+                   help="restore the decoded pictures with the joint restoration (zero bits: the stream is "
+                        f"unchanged; docs/results.md, 'Joint restoration'); default {'on' if DEFAULT_RESTORE else 'off'}")
+    p.add_argument("--restore-weights", default=None, metavar="FILE",
+                   help="the restoration's weights (.safetensors; default: the shipped models/restore.safetensors)")

@@ -6,7 +6,7 @@ import json
 import sys
 
 from .bagio import STORAGES, BagError
-from ..options import reference_args
+from ..options import add_restore_args, reference_args
 from ..errors import claim_output
 from ..link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP
 from .transcode import DEFAULT_ENCODED_TOPIC
@@ -46,7 +46,8 @@ def cmd_bag_decode(args) -> None:
                      encoded_topic=args.encoded_topic, rgb_topic=args.rgb_topic,
                      thermal_topic=args.thermal_topic, model=args.model, weights=args.weights,
                      device=args.device, storage=args.storage, fps=args.fps,
-                     video_codec=args.video_codec, quiet=args.quiet)
+                     video_codec=args.video_codec, quiet=args.quiet, restore=args.restore,
+                     restore_weights=args.restore_weights)
     print(json.dumps(res))
 
 
@@ -116,6 +117,7 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--storage", default="mcap", choices=STORAGES, help="OUT_BAG storage (default mcap)")
     p.add_argument("--fps", type=float, help="video frame rate (default: from the stamps)")
     p.add_argument("--video-codec", default="auto", choices=["auto", "libx264", "mpeg4"])
+    add_restore_args(p)
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bag_decode)

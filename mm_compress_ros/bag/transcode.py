@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.profiles import DEFAULT_REFERENCE_CODEC
+from ..codec.profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_RESTORE
 from ..io.encoded_frame import decoded_image, encoded_frame
 from ..io.ros_image import COLOR_ENCODINGS, THERMAL_ENCODINGS, stamp_to_ns, to_rgb
 from ..link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP, ApproximateTimeSynchronizer
@@ -316,7 +316,8 @@ class _VideoSink:
 def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None, encoded_topic: str | None = None,
                rgb_topic: str | None = None, thermal_topic: str | None = None, model: str | None = None,
                weights: str | None = None, device: str = "cpu", storage: str = "mcap",
-               fps: float | None = None, video_codec: str = "auto", quiet: bool = False) -> dict:
+               fps: float | None = None, video_codec: str = "auto", quiet: bool = False,
+               restore: bool = DEFAULT_RESTORE, restore_weights: str | None = None) -> dict:
     """Compressed bag -> exactly one of: a raw-image bag ``out_bag`` (sensor_msgs/Image in the
     original encodings, stamps and frame_ids, other topics copied through), PNG frames in
     ``frames_dir`` (rgb/NNNN.png, thermal/NNNN.png, frames.csv), a side-by-side ``video`` or, for
@@ -344,7 +345,9 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
                 if t in present:
                     raise BagError(f"the bag already has a topic {t}; name the decoded topics with "
                                    "--rgb-topic / --thermal-topic")
-        decoder = PairDecoder(model, None, device, weights)   # the model: the one named, else the stream's
+        # the model: the one named, else the stream's; the joint restoration changes the pictures, never
+        # the Foxglove video topics (the layers as sent)
+        decoder = PairDecoder(model, None, device, weights, restore=restore, restore_weights=restore_weights)
         total = reader.message_count if copy_all else sum(c.msgcount for c in conns)
         ctx = bag_output(out_bag, storage) if out_bag is not None else \
             staged_path(next(x for x in (frames_dir, video, foxglove) if x is not None), is_dir=frames_dir is not None)
@@ -377,7 +380,7 @@ def decode_bag(inp, *, out_bag=None, frames_dir=None, video=None, foxglove=None,
                     sink.frame(ts, msg, res.pair, decoder.counts.decoded - 1, res.packet)   # parsed once
             bar.close()
             c = decoder.counts
-            stats = {"messages": c.received, "decoded": c.decoded, "key_frames": c.key_frames,
+            stats = {"messages": c.received, "decoded": c.decoded, "restored": c.restored, "key_frames": c.key_frames,
                      "waiting": c.skipped, "corrupt": c.corrupt, "lost": c.lost}
             if hasattr(sink, "close"):
                 sink.close()

@@ -27,6 +27,10 @@ DEFAULT_HYBRID_MODEL = "mmrt"   # the hybrid profile's: the real-time dependent 
 DEFAULT_DIRECTION = "thermal_given_rgb"
 
 # quality levels of a stream coded without a learned model (the standard profile): the same knob as
+# the decoder-side joint restoration (mm_compress_ros/restore): on by default only when the shipped
+# model measures better than plain decoding on both rigs (docs/results.md, "Joint restoration")
+DEFAULT_RESTORE = False
+
 # the real-time model's 64 levels, so that a level means the same QPs in every profile
 STANDARD_LEVELS = 64
 # quality level (1 = smallest stream) -> QP of a standard layer, from level 1 to the top level

@@ -14,6 +14,9 @@ ROS-free (no rclpy import; EncodedFrame messages are read through their fields).
   sequence numbers, a corrupt packet, a predicted frame without its reference or an error, nothing
   is output until the next key frame; :attr:`PairDecoder.want_key` says that the caller should
   ask the encoder for one (the decoder node does);
+- the joint restoration (:mod:`mm_compress_ros.restore`), where it is on (``restore``;
+  ``codec.profiles.DEFAULT_RESTORE``): the decoded pictures are restored, the packet is not
+  (what is recorded or forwarded is the same either way); :attr:`DecodeResult.restored` marks them;
 - the counts (:class:`DecodeCounts`).
 
 Every decision comes back as a :class:`~.notes.Note` in the packet's :class:`DecodeResult`
@@ -24,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..codec.profiles import DEFAULT_RESTORE
 from ..codec.packet import FRAME_KEY, NO_MAX_ERROR, Limits, Packet, PacketError, PacketHeader, read_header, read_packet
 from ..codec.stream import DecodedPair, StreamDecoder
 from ..codec.zoo import LoadedModel, decoding_choice, load_model
@@ -40,6 +44,7 @@ class DecodeCounts:
     lost: int = 0            # messages lost in those jumps
     corrupt: int = 0         # packets that did not parse or decode (and errors: PairDecoder.error)
     thermal_max_error: int | None = None   # the largest thermal error the encoder reported (None: none)
+    restored: int = 0        # pairs output restored (the joint restoration changed their pictures)
 
 
 @dataclass
@@ -50,6 +55,8 @@ class DecodeResult:
     notes: list[Note] = field(default_factory=list)
     error: PacketError | None = None     # why the packet did not parse or decode
     decode_ms: float = 0.0
+    restored: bool = False               # the pictures are the joint restoration's, not the plain decode
+    restore_ms: float = 0.0
 
 
 def packet_bytes(msg) -> bytes:
@@ -64,11 +71,12 @@ class PairDecoder:
     ``model`` / ``weights`` (and ``direction``) name a model that decodes every stream that needs
     one (the command line's ``--model``); unset, the stream's own. ``preload``: (name, direction)
     of a model to load now, so that a stream naming it starts without waiting (the decoder node's
-    ``model`` parameter)."""
+    ``model`` parameter). ``restore``: restore the decoded pictures with the joint restoration
+    (``restore_weights``: its weights, else the shipped model; loaded now)."""
 
     def __init__(self, model: str | None = None, direction: str | None = None, device="auto",
                  weights: str | None = None, *, preload: tuple[str, str] | None = None,
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), restore: bool = DEFAULT_RESTORE, restore_weights: str | None = None):
         self.named = (model or None, direction or None, weights or None)
         self.device, self.limits = device, limits
         self.counts = DecodeCounts()
@@ -78,6 +86,10 @@ class PairDecoder:
         self._choice = decoding_choice(None, *preload) if preload and preload[0] else None
         self.stream = StreamDecoder(self._model(self._choice), limits)
         self._said = False
+        self.restorer = None
+        if restore:
+            from ..restore.restorer import load_restorer
+            self.restorer = load_restorer(device=device, path=restore_weights or None)
 
     @property
     def model(self) -> LoadedModel | None:
@@ -135,6 +147,13 @@ class PairDecoder:
             c.skipped += 1
             self._lose(res, f"{where}: reference frame missing")
             return res
+        if self.restorer is not None:
+            t0 = time.perf_counter()
+            restored = self.restorer.restore(pair)
+            res.restore_ms = (time.perf_counter() - t0) * 1e3
+            res.restored = restored is not pair
+            c.restored += res.restored
+            pair = restored
         res.pair = pair
         c.decoded += 1
         c.key_frames += key
@@ -193,6 +212,8 @@ class PairDecoder:
             res.notes.append(Note("waiting", f"waiting for a key frame: {why}"))
             self._said = True
         self.stream.reset()
+        if self.restorer is not None:
+            self.restorer.reset()
         self.want_key = True
 
 

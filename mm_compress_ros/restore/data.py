@@ -7,6 +7,9 @@ stored beside the original. A chain file ``chain_NNNN.npy`` is uint8 T x H x W x
 channels 0-2 original RGB, 3 original thermal, 4-6 decoded RGB, 7 decoded thermal; ``index.json``
 lists the chains with their layer QPs and source.
 
+The clips' frames are shrunk by ``--downscale`` (2) first: they are lossy MPEG-4 at 0.5-3 Mbit/s,
+and a correction cannot be learned towards a target that carries artifacts of its own.
+
 Sources (M3SVD only; roadscene, a second rig, and m3svd_seq stay unseen for measurement):
 - ``m3svd_video``: paired clips (RGB and thermal);
 - ``m3svd_thermal_video``: thermal-only clips, coded with a blank (mid-gray) RGB camera, so the
@@ -61,10 +64,36 @@ def _clip_frames(path: Path, gray: bool, start: int, length: int) -> list[np.nda
     return frames
 
 
+def _shrink(frames, k: int):
+    import cv2
+    h, w = frames[0].shape[:2]
+    size = (w // k // 4 * 4, h // k // 4 * 4)
+    return [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
+
+
 def _clip_length(path: Path) -> int:
     import av
     with av.open(str(path)) as c:
         return c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+
+
+def _code_sequences(a) -> int:
+    from ..eval.sequences import load_sequences
+    rnd = random.Random(a.seed)
+    a.out.mkdir(parents=True, exist_ok=True)
+    index_path = a.out / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else []
+    seqs = load_sequences(a.data / "m3svd_seq", sequences=a.sequences)
+    levels = sorted(rnd.sample(range(1, STANDARD_LEVELS + 1), a.levels))
+    plan = [(s, g, lv) for s in seqs for lv in levels for g in range(0, len(s.rgb), a.length)]
+    for k, (s, g, level) in enumerate(plan):
+        if k < len(index):
+            continue
+        rgb, th = s.rgb[g:g + a.length], s.thermal[g:g + a.length]
+        save_chain(a.out, index, code_chain(rgb, th, level), level, source=f"m3svd_seq/{s.name}", kind="paired",
+                   start=g, downscale=1)
+        print(f"[{k + 1}/{len(plan)}] {s.name} frames {g}..{g + len(rgb) - 1} level {level}", flush=True)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -74,8 +103,18 @@ def main(argv=None) -> int:
     p.add_argument("--paired-chains", type=int, default=120)
     p.add_argument("--thermal-chains", type=int, default=40)
     p.add_argument("--length", type=int, default=10, help="frames per chain (one GOP)")
+    p.add_argument("--downscale", type=int, default=2,
+                   help="shrink the clips' frames by this factor before coding: the clips are lossy MPEG-4, "
+                        "and 2x2 averaging removes most of their own artifacts, so the originals are clean "
+                        "enough to learn a correction from (1: as stored)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
+                   help="code these lossless m3svd_seq sequences instead of the clips (every GOP of each, at "
+                        "--levels levels drawn from the whole knob; full size, no --downscale)")
+    p.add_argument("--levels", type=int, default=24)
     a = p.parse_args(argv)
+    if a.sequences:
+        return _code_sequences(a)
     if a.data is None or not (a.data / "m3svd_video").is_dir():
         print("restore.data: --data must hold m3svd_video/ (../shared/data)", file=sys.stderr)
         return 2
@@ -97,8 +136,10 @@ def main(argv=None) -> int:
         rgb = (_clip_frames(d / "rgb.mp4", False, start, a.length) if kind == "paired"
                else [np.full((*t.shape, 3), BLANK_RGB, np.uint8) for t in th])
         n = min(len(rgb), len(th))
+        if a.downscale > 1:
+            rgb, th = _shrink(rgb, a.downscale), _shrink(th, a.downscale)
         save_chain(a.out, index, code_chain(rgb[:n], th[:n], level), level,
-                   source=f"{d.parent.name}/{d.name}", kind=kind, start=start)
+                   source=f"{d.parent.name}/{d.name}", kind=kind, start=start, downscale=a.downscale)
         print(f"[{k + 1}/{len(plan)}] {d.name} {kind} frames {start}..{start + n - 1} level {level} "
               f"(QP {index[-1]['qp_rgb']})", flush=True)
     return 0

@@ -11,15 +11,13 @@ deliver, each camera guided by the other and both by the previous pair::
            pixel_unshuffle(s) ──────── pixel_unshuffle(s)         s = 4: 16 positions per cell
                      │                          │
                      └──────────── cat ─────────┘   (8 s^2 channels, H/s x W/s)
-                                    │
-                               conv1x1 ─> C                 per-camera branches would lose
-                                    │                       the other camera's edges: one trunk
-             QP(rgb), QP(th) ─> MLP ─> FiLM (scale, shift)
-                                    │
+                          │                    │
+                    RGB trunk (C_rgb)    thermal trunk (C_th)   each trunk sees both cameras:
+                          │                    │                 the other camera's edges
+              conv1x1 ─> C; QP(rgb), QP(th) ─> MLP ─> FiLM (scale, shift)
                           n x [conv3x3 C->C, LeakyReLU] (residual)
-                                    │
-                               conv1x1 C -> 4 s^2   (zero-initialised: starts as the identity)
-                                    │
+                          conv1x1 C -> 3 s^2 | 1 s^2  (zero-initialised: starts as the identity)
+                          │                    │
                              pixel_shuffle(s) = delta (4,H,W)
                                     │
           rgb_out = rgb_hat + delta[:3]      th_out = th_hat + delta[3:]   (clamped to [0,1])
@@ -28,8 +26,8 @@ One model serves every quality level: the layer QPs condition it (a quality bank
 DCVC sense: a FiLM scale and shift per channel). It never sees the bytes: the streams, and what
 is recorded or forwarded, are the same with it or without it.
 
-``cross`` False is the ablation of the cross-modal part: the same trunk size, but the RGB
-prediction sees no thermal input and the thermal prediction no RGB (two half-width trunks).
+``cross`` False is the ablation of the cross-modal part: the same trunks, but the RGB trunk sees
+no thermal input and the thermal trunk no RGB.
 """
 from __future__ import annotations
 
@@ -65,30 +63,35 @@ class JointRestorer(nn.Module):
     """Restores a decoded (RGB, thermal) pair; see the module docstring for its data flow.
 
     forward(rgb, th, prev_rgb, prev_th, qp) with pictures in [0, 1], N x C x H x W (H, W multiples
-    of ``scale``; :func:`pad_to` pads) and ``qp`` N x 2 (RGB layer QP, thermal layer QP, each /51).
-    Returns (rgb, th) restored.
+    of ``scale``) and ``qp`` N x 2 (RGB layer QP, thermal layer QP, each /51). Returns (rgb, th)
+    restored.
+
+    Two trunks, one per camera (``width_rgb``, ``width_thermal`` channels), so that the thermal
+    correction, a few tenths of a dB, keeps capacity of its own beside the larger RGB one. With
+    ``cross`` each trunk sees both cameras; without (the ablation) each sees only its own camera
+    and its own past, at the same size.
     """
 
-    def __init__(self, width: int = 32, blocks: int = 4, scale: int = 4, cross: bool = True):
+    def __init__(self, width_rgb: int = 24, width_thermal: int = 16, blocks: int = 4, scale: int = 4,
+                 cross: bool = True):
         super().__init__()
-        self.width, self.blocks, self.scale, self.cross = width, blocks, scale, cross
+        self.width_rgb, self.width_thermal = width_rgb, width_thermal
+        self.blocks, self.scale, self.cross = blocks, scale, cross
         s2 = scale * scale
-        if cross:
-            self.trunk = _Trunk(8 * s2, 4 * s2, width, blocks)
-        else:   # ablation: each camera restored from itself and its own past only
-            self.rgb_trunk = _Trunk(6 * s2, 3 * s2, width // 2, blocks)
-            self.th_trunk = _Trunk(2 * s2, 1 * s2, width // 2, blocks)
+        self.rgb_trunk = _Trunk((8 if cross else 6) * s2, 3 * s2, width_rgb, blocks)
+        self.th_trunk = _Trunk((8 if cross else 2) * s2, 1 * s2, width_thermal, blocks)
 
     def config(self) -> dict:
-        return {"width": self.width, "blocks": self.blocks, "scale": self.scale, "cross": self.cross}
+        return {"width_rgb": self.width_rgb, "width_thermal": self.width_thermal, "blocks": self.blocks,
+                "scale": self.scale, "cross": self.cross}
 
     def forward(self, rgb, th, prev_rgb, prev_th, qp):
         s = self.scale
-        u = lambda t: F.pixel_unshuffle(t, s)   # noqa: E731
+        r = torch.cat([F.pixel_unshuffle(rgb, s), F.pixel_unshuffle(prev_rgb, s)], 1)
+        t = torch.cat([F.pixel_unshuffle(th, s), F.pixel_unshuffle(prev_th, s)], 1)
         if self.cross:
-            delta = F.pixel_shuffle(self.trunk(torch.cat([u(rgb), u(th), u(prev_rgb), u(prev_th)], 1), qp), s)
-            d_rgb, d_th = delta[:, :3], delta[:, 3:]
-        else:
-            d_rgb = F.pixel_shuffle(self.rgb_trunk(torch.cat([u(rgb), u(prev_rgb)], 1), qp), s)
-            d_th = F.pixel_shuffle(self.th_trunk(torch.cat([u(th), u(prev_th)], 1), qp), s)
+            both = torch.cat([r, t], 1)
+            r, t = both, both
+        d_rgb = F.pixel_shuffle(self.rgb_trunk(r, qp), s)
+        d_th = F.pixel_shuffle(self.th_trunk(t, qp), s)
         return (rgb + d_rgb).clamp(0, 1), (th + d_th).clamp(0, 1)

@@ -38,6 +38,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
+from mm_compress_ros.codec.profiles import DEFAULT_RESTORE
 from mm_compress_ros.io.encoded_frame import decoded_image, modality_header
 from mm_compress_ros.io.ros_image import numpy_to_image, stamp_to_ns
 from mm_compress_ros.msg import EncodedFrame
@@ -66,6 +67,8 @@ class DecoderNode(Node):
         self.diag_period = float(p("diagnostics_period", 1.0).value)
         self.torch_threads = int(p("torch_threads", 0).value)
         self.foxglove_video = bool(p("foxglove_video", False).value)
+        self.restore = bool(p("restore", DEFAULT_RESTORE).value)   # the joint restoration of the pictures
+        restore_weights = p("restore_weights", "").value               # "": the shipped model
 
         import torch
 
@@ -76,10 +79,13 @@ class DecoderNode(Node):
         self._log = ThrottledLog(self.get_logger())
         t0 = time.monotonic()
         # the stream's own model, as bag decode and mm-compress decode choose it; ``model`` only loads one now
-        self.decoder = PairDecoder(device=self.device, preload=(self.model_name, self.direction))
+        self.decoder = PairDecoder(device=self.device, preload=(self.model_name, self.direction),
+                                   restore=self.restore, restore_weights=restore_weights)
         what = (f"model {self.model_name} ({self.direction}) on {self.decoder.model.device}"
                 if self.decoder.model is not None else
                 "no model (standard-profile streams need none; a stream that names one loads it)")
+        if self.decoder.restorer is not None:
+            what += f"; restoring the pictures with {self.decoder.restorer.name}"
         self.get_logger().info(f"{what}, loaded in {time.monotonic() - t0:.1f} s")
 
         self._queue: collections.deque = collections.deque()
@@ -226,7 +232,7 @@ class DecoderNode(Node):
         dec = self._dec_ms.values()
         c = self.decoder.counts
         with self._lock:
-            s = {"received": self.received, "decoded": c.decoded,
+            s = {"received": self.received, "decoded": c.decoded, "restored": c.restored,
                  "skipped": c.skipped, "gaps": c.gaps, "lost": c.lost, "corrupt": c.corrupt,
                  "overflow_drops": self.overflow_drops, "key_requests": self.key_requests,
                  "thermal_max_error": "n/a" if c.thermal_max_error is None else c.thermal_max_error,
@@ -247,7 +253,7 @@ class DecoderNode(Node):
             f"decoded {s['decoded']}/{s['received']} | {s['fps']:.1f} fps | decode {s['decode_ms_mean']:.1f} ms "
             f"(p95 {s['decode_ms_p95']:.1f}) | latency {s['latency_ms_mean']:.1f} ms (p95 {s['latency_ms_p95']:.1f}) | "
             f"lost {s['lost']} | corrupt {s['corrupt']} | skipped {s['skipped']} | key requests {s['key_requests']}"
-            f" | thermal max error {s['thermal_max_error']}")
+            f" | thermal max error {s['thermal_max_error']}" + (f" | restored {s['restored']}" if self.restore else ""))
 
     def _publish_diagnostics(self):
         s = self.stats()
