@@ -301,6 +301,8 @@ def cmd_export(args) -> None:
 # -- argument parsing --------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from .codec.profiles import DEFAULT_DIRECTION, DEFAULT_GOP
+
     ap = argparse.ArgumentParser(prog="mm-compress", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -311,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=None,
                    help="1 = smallest stream, up to the model's levels (`mm-compress models`); default: "
                         "the model's middle level")
-    p.add_argument("--gop", type=int, default=10, help="key frame every N frames; 1 = all intra (default 10)")
+    p.add_argument("--gop", type=int, default=DEFAULT_GOP,
+                   help=f"key frame every N frames; 1 = all intra (default {DEFAULT_GOP})")
     p.add_argument("--frames", type=int, default=0, help="stop after N pairs (default: all)")
     p.add_argument("--fps", type=float, default=None,
                    help="frame rate of the input (capture stamps; bitrates and --target-kbps use it); default: a "
@@ -351,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the hybrid profile (integer decoder, skip mode, 64 levels; stage all, "
                         "--reference-codec h264/h265)")
     p.add_argument("--stage", default="all", choices=["ref", "dep", "video", "all"])
-    p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
+    p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--steps", type=int, default=20000, help="total steps (a resumed run continues to this)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=None, help="crop size (default 128; --arch rt: 256)")

@@ -25,6 +25,7 @@ DEFAULT_THERMAL_CODEC = AUTO
 DEFAULT_MODEL = "mmvc"          # the learned profile's model (both modalities learned)
 DEFAULT_HYBRID_MODEL = "mmrt"   # the hybrid profile's: the real-time dependent codec
 DEFAULT_DIRECTION = "thermal_given_rgb"
+DEFAULT_GOP = 10                # a key frame every N frames (the stream, the nodes, the commands)
 
 # quality levels of a stream coded without a learned model (the standard profile): the same knob as
 # the decoder-side joint restoration (mm_compress_ros/restore): on by default only when the shipped

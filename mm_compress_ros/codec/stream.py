@@ -24,7 +24,7 @@ from .packet import (FRAME_KEY, FRAME_PREDICTED, FRAME_TYPES, NO_MAX_ERROR, REFE
                      STANDARD_THERMAL, THERMAL_CODECS, CorruptPacket, EntropyMismatch, Limits, ModelMismatch,
                      Packet, PacketError, PacketHeader, profile_name, read_packet, write_packet)
 from .ratecontrol import RateController
-from .profiles import (DEFAULT_DIRECTION, DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS,
+from .profiles import (DEFAULT_DIRECTION, DEFAULT_GOP, DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC, STANDARD_LEVELS,
                        check_profile, profile_name, reference_qp, thermal_for)
 from .reference import make_reference
 from .thermal import AUTO, fits, make_thermal, resolve, thermal_range
@@ -137,7 +137,7 @@ class StreamEncoder:
     (nothing conditions on them there); :meth:`last_pair` then has no RGB picture.
     """
 
-    def __init__(self, model: LoadedModel | None, quality: int | None = None, gop: int = 10,
+    def __init__(self, model: LoadedModel | None, quality: int | None = None, gop: int = DEFAULT_GOP,
                  stream_id: int | None = None, max_gap_ns: int | None = None,
                  reference_codec: str = DEFAULT_REFERENCE_CODEC, encoder: str = "auto",
                  target_kbps: float = 0.0, fps: float = 10.0, thermal_codec: str | None = None,

@@ -53,9 +53,11 @@ NOTE_LOG = {"waiting": ("warning", 0.0), "decoding": ("info", 0.0), "corrupt": (
 class DecoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("decoder_node", **kwargs)
+        from mm_compress_ros.codec.profiles import DEFAULT_DIRECTION
+
         p = self.declare_parameter
         self.model_name = p("model", "").value    # "": none until a stream names one (standard streams need none)
-        self.direction = p("direction", "thermal_given_rgb").value
+        self.direction = p("direction", DEFAULT_DIRECTION).value
         self.device = p("device", "auto").value
         in_rel = p("input_qos_reliability", "reliable").value
         in_depth = int(p("input_qos_depth", 10).value)

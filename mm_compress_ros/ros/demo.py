@@ -300,13 +300,14 @@ def main(argv=None) -> int:
 
     import rclpy
 
+    from mm_compress_ros.codec.profiles import DEFAULT_GOP
     from mm_compress_ros.ros.monitor import format_summary
 
     enc = {}
     for key in ("quality", "gop", "reference_codec", "thermal_codec"):
         if getattr(args, key) is not None:
             enc[key] = getattr(args, key)
-    gop = args.gop if args.gop is not None else _config_value("encoder.yaml", "encoder_node", "gop", 10)
+    gop = args.gop if args.gop is not None else _config_value("encoder.yaml", "encoder_node", "gop", DEFAULT_GOP)
     print(f"demo: input: {label}")
     print(f"demo: {frames} frames at {rate:g} Hz ({rate_note}), {width}x{height}")
     if changed:

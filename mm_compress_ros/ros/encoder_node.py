@@ -131,13 +131,14 @@ class PairBacklog:
 class EncoderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("encoder_node", **kwargs)
-        from mm_compress_ros.codec.profiles import DEFAULT_REFERENCE_CODEC, DEFAULT_THERMAL_CODEC
+        from mm_compress_ros.codec.profiles import (DEFAULT_DIRECTION, DEFAULT_GOP, DEFAULT_REFERENCE_CODEC,
+                                                    DEFAULT_THERMAL_CODEC)
 
         p = self.declare_parameter
         self.model_name = p("model", "").value    # "": the reference_codec profile's model
-        self.direction = p("direction", "thermal_given_rgb").value
+        self.direction = p("direction", DEFAULT_DIRECTION).value
         self.quality = int(p("quality", 0).value) or None   # 0: the model's middle level
-        self.gop = int(p("gop", 10).value)
+        self.gop = int(p("gop", DEFAULT_GOP).value)
         self.reference_codec = p("reference_codec", DEFAULT_REFERENCE_CODEC).value
         self.thermal_codec = p("thermal_codec", DEFAULT_THERMAL_CODEC).value
         self.video_encoder = p("video_encoder", "auto").value
