@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mm_compress_ros.bag.rawbag import write_raw_bag
-    from mm_compress_ros.bag.transcode import encode_bag
+    from mm_compress_ros.bag.encode import encode_bag
     from mm_compress_ros.codec.zoo import load_model
     from mm_compress_ros.io.frames import default_data_root
 

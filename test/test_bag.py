@@ -405,7 +405,8 @@ def test_error_paths_are_one_line_and_leave_nothing_behind(bags, tmp_path, capsy
 
 
 def test_bag_modules_do_not_import_rclpy():
-    code = ("import sys, mm_compress_ros.bag.cli, mm_compress_ros.bag.transcode, mm_compress_ros.bag.info, "
+    code = ("import sys, mm_compress_ros.bag.cli, mm_compress_ros.bag.encode, mm_compress_ros.bag.decode, "
+            "mm_compress_ros.bag.sinks, mm_compress_ros.bag.info, "
             "mm_compress_ros.bag.record, mm_compress_ros.bag.rawbag; "
             "sys.exit(1 if 'rclpy' in sys.modules else 0)")
     env = dict(os.environ, OMP_NUM_THREADS="1")

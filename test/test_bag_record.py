@@ -14,7 +14,7 @@ import pytest
 from conftest import DATA_ROOT, start_launch, wait_for_log
 
 from mm_compress_ros.bag.bagio import open_reader
-from mm_compress_ros.bag.transcode import decode_bag
+from mm_compress_ros.bag.decode import decode_bag
 from mm_compress_ros.bag.types import ENCODED_FRAME, IMAGE, full_msgdef_from_files, typestore
 from mm_compress_ros.io.ros_image import stamp_to_ns
 

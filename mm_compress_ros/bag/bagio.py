@@ -17,6 +17,10 @@ from ..io.ros_image import numpy_to_image
 from .types import IMAGE, BagTypeError, msgdef_and_hash, typestore
 
 STORAGES = ("mcap", "sqlite3")
+DEFAULT_RGB_TOPIC = "/rgb/image"          # the image topics of a raw bag and of bag decode's output
+DEFAULT_THERMAL_TOPIC = "/thermal/image"
+DEFAULT_ENCODED_TOPIC = "/encoded"        # bag encode's EncodedFrame topic
+META = "mm_compress_ros."  # prefix of the custom_data keys written by bag encode (read back by bag decode)
 
 
 class BagError(FrameSourceError):
@@ -31,6 +35,13 @@ def _reader_errors():
     from rosbags.rosbag2 import ReaderError
 
     return (ReaderError, *_READ_ERRORS)
+
+
+def progress(total, desc, quiet):
+    """The progress bar of bag encode / bag decode (messages; none when ``quiet``)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="msg", disable=quiet, leave=False)
 
 
 def open_reader(path: str | Path):

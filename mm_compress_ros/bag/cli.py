@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from .bagio import STORAGES, BagError
+from .bagio import DEFAULT_ENCODED_TOPIC, STORAGES, BagError
+from ..codec.profiles import DEFAULT_DIRECTION, DEFAULT_GOP
 from ..options import add_restore_args, reference_args
 from ..errors import claim_output
 from ..link.synchronizer import SYNC_QUEUE_SIZE, SYNC_SLOP
-from .transcode import DEFAULT_ENCODED_TOPIC
 
 
 # Expected failures raise BagError (a FrameSourceError): mm-compress prints them in one line and
@@ -18,7 +18,7 @@ from .transcode import DEFAULT_ENCODED_TOPIC
 
 def cmd_bag_encode(args) -> None:
     from ..codec.zoo import encoding_model
-    from .transcode import encode_bag
+    from .encode import encode_bag
 
     claim_output(args.out, args.force, "output bag")
     if args.gop < 1:
@@ -36,7 +36,7 @@ def cmd_bag_encode(args) -> None:
 
 
 def cmd_bag_decode(args) -> None:
-    from .transcode import decode_bag
+    from .decode import decode_bag
 
     outs = [x for x in (args.out, args.frames, args.video, args.foxglove) if x is not None]
     if len(outs) != 1:
@@ -81,11 +81,11 @@ def add_bag_parsers(sub) -> None:
     p.add_argument("--thermal-topic", required=True, help="sensor_msgs/Image topic, mono8, mono16 or 16UC1")
     p.add_argument("--quality", type=int, default=None,
                    help="1 = smallest stream, up to the model's levels; default: the model's middle level")
-    p.add_argument("--gop", type=int, default=10, help="key frame every N frames (default 10)")
+    p.add_argument("--gop", type=int, default=DEFAULT_GOP, help=f"key frame every N frames (default {DEFAULT_GOP})")
     p.add_argument("--model", default=None, help="model name (see `mm-compress models`; default: the profile's: "
                                                  "none for a standard thermal layer, mmrt for --thermal-codec "
                                                  "learned, mmvc for --reference-codec learned)")
-    p.add_argument("--direction", default="thermal_given_rgb", choices=["thermal_given_rgb", "rgb_given_thermal"])
+    p.add_argument("--direction", default=DEFAULT_DIRECTION, choices=["thermal_given_rgb", "rgb_given_thermal"])
     p.add_argument("--weights", help="explicit .safetensors file (its .json card beside it)")
     p.add_argument("--device", default="auto", help="auto, cuda or cpu")
     p.add_argument("--storage", default="mcap", choices=STORAGES, help="output storage (default mcap)")

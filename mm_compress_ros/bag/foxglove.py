@@ -19,7 +19,7 @@ to pass through and is refused.
 Topics: ``<modality image topic>/compressed_video`` for a video layer, the modality's image topic
 for a decoded one. :func:`layer_videos` is ROS-free (decoder_node uses it too);
 :class:`FoxgloveWriter` writes the MCAP file and :class:`FoxgloveSink` is the sink that
-:func:`mm_compress_ros.bag.transcode.decode_bag` writes through.
+:func:`mm_compress_ros.bag.decode.decode_bag` writes through.
 """
 from __future__ import annotations
 

@@ -10,12 +10,12 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..io.ros_image import from_rgb
-from .bagio import bag_output, make_image
+from .bagio import DEFAULT_RGB_TOPIC, DEFAULT_THERMAL_TOPIC, bag_output, make_image
 from .types import IMAGE
 
 
 def write_raw_bag(out: str | Path, pairs: Iterable[tuple[np.ndarray, np.ndarray]], *,
-                  rgb_topic: str = "/rgb/image", thermal_topic: str = "/thermal/image",
+                  rgb_topic: str = DEFAULT_RGB_TOPIC, thermal_topic: str = DEFAULT_THERMAL_TOPIC,
                   rgb_encoding: str = "rgb8", thermal_encoding: str | None = None,
                   rgb_frame_id: str = "rgb_optical_frame", thermal_frame_id: str = "thermal_optical_frame",
                   start_ns: int = 1_700_000_000_000_000_000, period_ns: int = 33_333_333,
