@@ -24,7 +24,6 @@ buttons; the node says so in its log.
 from __future__ import annotations
 
 import sys
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
@@ -36,12 +35,11 @@ from std_srvs.srv import Trigger
 
 from mm_compress_ros.io.ros_image import image_to_numpy, stamp_to_ns, to_rgb
 from mm_compress_ros.msg import EncodedFrame
-from mm_compress_ros.ros.common import make_qos, spin_node
+from mm_compress_ros.ros.common import ThrottledLog, make_qos, spin_node
 from mm_compress_ros.ros.viewer.render import COLORMAPS, RANGE_MODES, Frame
 from mm_compress_ros.ros.viewer.state import ROLES, ViewerState
 from mm_compress_ros.ros.viewer.web import SETTABLE, ViewerServer
 
-WARN_PERIOD_S = 10.0
 # The ROS type of each encoder parameter the page may set (as encoder_node declares them).
 PARAMETER_TYPES = {"quality": Parameter.Type.INTEGER, "target_kbps": Parameter.Type.DOUBLE}
 
@@ -71,7 +69,7 @@ class ViewerNode(Node):
         self.state = ViewerState(self.window_s)
         self.encoder_params: dict | None = None   # the encoder's quality / target_kbps, read back
         self._browsers = 0
-        self._logged_at: dict[str, float] = {}
+        self._log = ThrottledLog(self.get_logger())   # repeated warnings: at most one of a kind per period
 
         self.encoder_fqn = self.resolve_service_name(self.encoder_name)
         self._key_client = self.create_client(Trigger, "request_key_frame")
@@ -126,7 +124,7 @@ class ViewerNode(Node):
                 raise ValueError(f"thermal/image must be mono8, mono16 or 16UC1, not {msg.encoding}")
         except ValueError as exc:
             self.state.add_bad_image()
-            self._warn(f"bad {modality}", f"{modality} image not shown: {exc}")
+            self._log(f"bad {modality}", "warning", f"{modality} image not shown: {exc}")
             return
         self.state.add_frame(modality, px, msg.encoding, stamp_to_ns(msg.header.stamp), msg.header.frame_id)
         self.server.notify()
@@ -136,7 +134,7 @@ class ViewerNode(Node):
         error = self.state.add_packet(seq, int(msg.quality), msg.codec,
                                       msg.frame_type == EncodedFrame.FRAME_KEY, bytes(msg.data))
         if error is not None:
-            self._warn("unreadable", f"packet {seq}: header unreadable ({error})")
+            self._log("unreadable", "warning", f"packet {seq}: header unreadable ({error})")
 
     def _on_diagnostics(self, msg) -> None:
         for st in msg.status:
@@ -194,12 +192,6 @@ class ViewerNode(Node):
                 "bad_images": figures["bad_images"], "clients": self._browsers, "encoder_node": self.encoder_fqn}
 
     # -- logging --------------------------------------------------------------------------------
-    def _warn(self, kind: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._logged_at.get(kind, -1e9) >= WARN_PERIOD_S:
-            self._logged_at[kind] = now
-            self.get_logger().warning(text)
-
     def stats_line(self) -> str:
         sent, skipped = self.server.sent_total, self.server.skipped_total
         fps, link = self.state.fps, self.state.link
