@@ -15,8 +15,8 @@ Rigs: m3svd_seq (5 sequences x --frames frames, one stream each; never trained o
 to a multiple of 4). On m3svd_seq the pair is also measured against x265 low-delay P on each camera
 at the same two PSNRs (x265 coded here on the same frames; benchmarks/profiles.py's yardstick).
 
-Writes --out (docs/results/restoration.json), docs/results/restoration_rd.png and, with
---write-docs, the "Joint restoration" sections of docs/results.md and docs/benchmarks.md.
+Writes --out (docs/results/restoration.json), restoration_frames.png beside it (per-frame PSNR:
+flicker) and, with --write-docs, the "Joint restoration" section of docs/results.md.
 """
 from __future__ import annotations
 
@@ -154,11 +154,37 @@ def speed(restorer, frames, repeats: int = 20):
             "threads": torch.get_num_threads(), "repeats": repeats}
 
 
+def plot(res, path: Path) -> None:
+    """Per-frame PSNR of each camera, plain / restored / ablation, at each level (m3svd_seq: the
+    frames of its streams in order; flicker shows as a jagged restored line)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = res["rigs"]["m3svd_seq"]["points"]
+    fig, axes = plt.subplots(2, len(pts), figsize=(4 * len(pts), 6), squeeze=False)
+    for j, p in enumerate(pts):
+        for i, m in enumerate(MODS):
+            ax = axes[i][j]
+            for v, style in (("plain", "k-"), ("restored", "C0-"), ("ablation", "C1--")):
+                if v in p:
+                    ax.plot(p[v]["frames"][m], style, lw=1, label=v)
+            ax.set_title(f"{m}, QP {p['qp']}", fontsize=9)
+            ax.set_xlabel("frame (streams in order)", fontsize=8)
+            ax.set_ylabel("PSNR dB", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _f(v, unit="%"):
     return f"{v:+.1f} {unit}" if isinstance(v, float) else str(v)
 
 
 def render(res) -> str:
+    """The measured table of docs/results.md's section (what --write-docs puts there)."""
     lines = [f"Command: `{res['command']}` ({res['date']}). Model `{res['model']}`"
              + (f", ablation `{res['ablation']}`" if res.get("ablation") else "") + ". Default standard profile "
              "(H.264 + H.264, GOP 10), levels " + ", ".join(str(x) for x in res["levels"]) + ".", "",
@@ -227,10 +253,11 @@ def main(argv=None) -> int:
         res["speed"] = speed(restorers["restored"], list(zip(s.rgb, s.thermal)))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res))
+    plot(res, a.out.with_name("restoration_frames.png"))
     print(render(res))
     if a.write_docs:
-        put_section(REPO / "docs/results.md", "<!-- restoration:begin -->", "<!-- restoration:end -->",
-                    "## Joint restoration at the decoder\n\n" + render(res))
+        put_section(REPO / "docs/results.md", "<!-- restoration-table:begin -->", "<!-- restoration-table:end -->",
+                    render(res) + "\n")   # inside the section "Joint restoration at the decoder"
     return 0
 
 
