@@ -36,7 +36,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from mm_compress_ros.codec.profiles import STANDARD_LEVELS, reference_qp  # noqa: E402
 from mm_compress_ros.codec.stream import StreamDecoder, StreamEncoder  # noqa: E402
-from mm_compress_ros.eval.bdrate import BDError, bd_rate  # noqa: E402
 from mm_compress_ros.eval.docsection import put_section  # noqa: E402
 from mm_compress_ros.eval.learned import split_bits  # noqa: E402
 from mm_compress_ros.eval.metrics import psnr  # noqa: E402
@@ -106,28 +105,15 @@ def x265_points(seqs, gop: int):
     return pts
 
 
-def pair_curve(pts):
-    return ([p["rgb"]["bpp"] + p["thermal"]["bpp"] for p in pts], [(p["rgb"]["psnr"] + p["thermal"]["psnr"]) / 2 for p in pts])
-
-
 def bd_rows(points, variants):
-    rows = {}
-    plain = [p["plain"] for p in points]
+    """BD-rates of each variant against the plain decode (profiles.bd_table: per camera and pair),
+    with the mean PSNR gain per camera over the levels."""
+    from profiles import bd_table   # the same BD table as the profiles benchmark
+
+    rows = bd_table({v: [p[v] for p in points] for v in ("plain", *variants)}, "plain")
     for v in variants:
-        test = [p[v] for p in points]
-        row = {}
-        for m in MODS:
-            try:
-                row[m] = bd_rate([p[m]["bpp"] for p in plain], [p[m]["psnr"] for p in plain],
-                                 [p[m]["bpp"] for p in test], [p[m]["psnr"] for p in test])
-            except BDError as e:
-                row[m] = f"n/a ({e})"
-        try:
-            row["pair"] = bd_rate(*pair_curve(plain), *pair_curve(test))
-        except BDError as e:
-            row["pair"] = f"n/a ({e})"
-        row["psnr_gain_db"] = {m: float(np.mean([p[v][m]["psnr"] - p["plain"][m]["psnr"] for p in points])) for m in MODS}
-        rows[v] = row
+        rows[v]["psnr_gain_db"] = {m: float(np.mean([p[v][m]["psnr"] - p["plain"][m]["psnr"] for p in points]))
+                                   for m in MODS}
     return rows
 
 
