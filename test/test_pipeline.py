@@ -188,7 +188,10 @@ def test_encoder_drops_to_newest_pair_under_overload(ros, tmp_path):
     drops, frames = int(diag["drops"]), int(diag["frames"])
     encode_p95_ms = float(diag["encode_ms_p95"]) or 1000.0
 
-    assert len(raw) >= count - 1, logs
+    # the input: every frame published (the publisher's own count); the monitor is one more
+    # best-effort subscriber on the 2 cores the overloaded encoder saturates, and may miss a few
+    assert f"published {count} frames" in logs, logs
+    assert len(raw) >= count - 10, logs
     assert frames == len(enc) >= 2
     assert drops > 0, "the encoder kept up with 30 Hz: no overload happened"
     # Every synchronized pair is either encoded or counted as a drop (nothing queued up unseen).
