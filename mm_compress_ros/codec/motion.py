@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from .videocodec import CODECS, VideoCodecError, _read_plane, from_yuv
+from .videocodec import VideoDecoder
 
 BLOCK = 4            # pixels per field block side (H.264's smallest partition)
 QPEL = 4             # field vectors are in 1/QPEL pixel
@@ -158,48 +158,17 @@ def pixel_map(field: MotionField, values: np.ndarray | None = None) -> np.ndarra
     return np.repeat(np.repeat(v, b, 0), b, 1)[:field.size[0], :field.size[1]]
 
 
-class MotionDecoder:
+class MotionDecoder(VideoDecoder):
     """Decodes one access unit into (picture, :class:`MotionField`), as ``VideoDecoder`` does, with
     libavcodec's motion-vector export on. For a codec whose decoder exports none (``h265``) the field
     is all intra."""
 
-    def __init__(self, codec: str):
-        if codec not in CODECS:
-            raise VideoCodecError(f"unknown video codec {codec!r}; use one of {sorted(CODECS)}")
-        self.codec = codec
-        self._ctx = None
-
-    def reset(self) -> None:
-        self._ctx = None
-
-    def _open(self):
-        ctx = av.CodecContext.create(CODECS[self.codec][2], "r")
-        ctx.thread_type = "SLICE"
-        ctx.options = {"flags2": "+export_mvs"}
-        return ctx
+    options = {"flags2": "+export_mvs"}
 
     def decode(self, data: bytes, size: tuple[int, int], channels: int = 3) -> tuple[np.ndarray, MotionField]:
         """The picture (RGB or gray uint8 of ``size``, as ``VideoDecoder.decode``) and its field
         (``size``; all intra on a key frame)."""
-        if self._ctx is None:
-            self._ctx = self._open()
-        try:
-            frames = self._ctx.decode(av.Packet(data))
-        except (av.FFmpegError, ValueError) as exc:
-            self.reset()
-            raise VideoCodecError(f"{self.codec} access unit does not decode: {exc}") from None
-        if len(frames) != 1:
-            self.reset()
-            raise VideoCodecError(f"{self.codec} access unit gave {len(frames)} pictures, expected 1")
-        f = frames[0]
-        if f.format.name != "yuv420p" or f.height < size[0] or f.width < size[1]:
-            self.reset()
-            raise VideoCodecError(f"{self.codec} picture is {f.width}x{f.height} {f.format.name}, "
-                                  f"expected {size[1]}x{size[0]} yuv420p")
+        f = self._frame(data, size, "yuv420p")
         sd = f.side_data.get(av.sidedata.sidedata.Type.MOTION_VECTORS)
         vectors = sd.to_ndarray() if sd is not None else None
-        h2, w2 = (f.height + 1) // 2, (f.width + 1) // 2
-        y = _read_plane(f.planes[0], f.height, f.width)
-        u = _read_plane(f.planes[1], h2, w2)
-        v = _read_plane(f.planes[2], h2, w2)
-        return from_yuv(y, u, v, size, channels), field_from_vectors(vectors, tuple(size))
+        return self._picture(f, size, channels), field_from_vectors(vectors, tuple(size))

@@ -235,6 +235,8 @@ def _read_plane(plane, h: int, w: int, dtype=np.uint8) -> np.ndarray:
 class VideoDecoder:
     """Decodes one access unit into one picture, immediately (the streams carry no reordering)."""
 
+    options: dict = {}   # decoder options (codec/motion.py's MotionDecoder: motion-vector export)
+
     def __init__(self, codec: str):
         if codec not in CODECS:
             raise VideoCodecError(f"unknown video codec {codec!r}; use one of {sorted(CODECS)}")
@@ -245,12 +247,13 @@ class VideoDecoder:
         """Forgets all state; the next access unit must be a key frame."""
         self._ctx = None
 
-    def decode(self, data: bytes, size: tuple[int, int], channels: int, layout: str = "yuv420p") -> np.ndarray:
-        """Returns the picture of ``data`` as RGB (channels 3) or gray (1) uint8 of ``size`` (H, W);
-        with ``layout`` gray12le, the 12-bit 4:0:0 picture as HxW uint16."""
+    def _frame(self, data: bytes, size: tuple[int, int], layout: str):
+        """The one decoded frame of ``data`` (checked: one picture, of ``layout``, at least ``size``)."""
         if self._ctx is None:
             self._ctx = av.CodecContext.create(CODECS[self.codec][2], "r")
             self._ctx.thread_type = "SLICE"
+            if self.options:
+                self._ctx.options = dict(self.options)
         try:
             frames = self._ctx.decode(av.Packet(data))
         except (av.FFmpegError, ValueError) as exc:
@@ -265,10 +268,19 @@ class VideoDecoder:
             self.reset()
             raise VideoCodecError(f"{self.codec} picture is {f.width}x{f.height} {fmt}, "
                                   f"expected {size[1]}x{size[0]} {layout}")
-        if fmt == "gray12le":
+        return f
+
+    @staticmethod
+    def _picture(f, size: tuple[int, int], channels: int) -> np.ndarray:
+        if f.format.name == "gray12le":
             return np.ascontiguousarray(_read_plane(f.planes[0], f.height, f.width, np.uint16)[:size[0], :size[1]])
         h2, w2 = (f.height + 1) // 2, (f.width + 1) // 2
         y = _read_plane(f.planes[0], f.height, f.width)
         u = _read_plane(f.planes[1], h2, w2)
         v = _read_plane(f.planes[2], h2, w2)
         return from_yuv(y, u, v, size, channels)
+
+    def decode(self, data: bytes, size: tuple[int, int], channels: int, layout: str = "yuv420p") -> np.ndarray:
+        """Returns the picture of ``data`` as RGB (channels 3) or gray (1) uint8 of ``size`` (H, W);
+        with ``layout`` gray12le, the 12-bit 4:0:0 picture as HxW uint16."""
+        return self._picture(self._frame(data, size, layout), size, channels)
