@@ -7,13 +7,13 @@ stored beside the original. A chain file ``chain_NNNN.npy`` is uint8 T x H x W x
 channels 0-2 original RGB, 3 original thermal, 4-6 decoded RGB, 7 decoded thermal; ``index.json``
 lists the chains with their layer QPs and source.
 
-The clips' frames are shrunk by ``--downscale`` (2) first: they are lossy MPEG-4 at 0.5-3 Mbit/s,
-and a correction cannot be learned towards a target that carries artifacts of its own.
-
-Sources (M3SVD only; roadscene, a second rig, and m3svd_seq stay unseen for measurement):
-- ``m3svd_video``: paired clips (RGB and thermal);
-- ``m3svd_thermal_video``: thermal-only clips, coded with a blank (mid-gray) RGB camera, so the
-  network learns to work when one camera shows nothing.
+Sources (M3SVD only; roadscene, a second rig, stays unseen for measurement):
+- ``--sequences``: lossless m3svd_seq sequences at full size, every GOP at ``--levels`` levels
+  (the run in docs/results.md trained on three and measured on the other two);
+- else the clips: ``m3svd_video`` (paired) and ``m3svd_thermal_video`` (thermal only, coded with a
+  blank mid-gray RGB camera, so that the network works when one camera shows nothing), shrunk by
+  ``--downscale`` (2) first: they are lossy MPEG-4 at 0.5-2 Mbit/s, and a correction cannot be
+  learned towards a target that carries artifacts of its own (docs/results.md: neither transfers).
 """
 from __future__ import annotations
 
