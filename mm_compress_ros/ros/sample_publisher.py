@@ -47,6 +47,10 @@ class SamplePublisher(Node):
         self.depth = int(p("qos_depth", 5).value)
         self.wait_for_subscribers = int(p("wait_for_subscribers", 0).value)
         self.wait_timeout = float(p("wait_timeout", 30.0).value)
+        # after the subscribers are seen: a publisher sees a match before the subscriber has matched
+        # it back (discovery is not symmetric), and a best-effort message sent in between is lost
+        self.settle = float(p("settle", 0.5).value)
+        self._matched_at: float | None = None
         self.exit_when_done = bool(p("exit_when_done", True).value)
 
         if self.rgb_encoding not in COLOR_ENCODINGS:
@@ -118,7 +122,12 @@ class SamplePublisher(Node):
             return False
         if self.wait_for_subscribers > 0:
             n = min(self.pub_rgb.get_subscription_count(), self.pub_th.get_subscription_count())
-            if n < self.wait_for_subscribers and time.monotonic() - self._wait_started < self.wait_timeout:
+            now = time.monotonic()
+            if n < self.wait_for_subscribers and now - self._wait_started < self.wait_timeout:
+                return False
+            if self._matched_at is None:
+                self._matched_at = now
+            if now - self._matched_at < self.settle:
                 return False
             self.get_logger().info(f"{n} subscriber(s) on both topics, starting")
         self._start_wall = time.monotonic()
