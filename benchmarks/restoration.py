@@ -125,9 +125,8 @@ def speed(restorer, frames, repeats: int = 20):
     restorer.reset()
     for i in range(repeats):
         p = packets[i % len(packets)]
-        if i % len(packets) == 0:
+        if i % len(packets) == 0:   # the stream again from its key frame
             dec.reset()
-            p = packets[0]
         t0 = time.perf_counter()
         pair = dec.decode(p)
         t1 = time.perf_counter()

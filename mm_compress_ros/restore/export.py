@@ -3,12 +3,11 @@ configuration in the metadata) and its card ``<name>.json`` (SHA-256 of the weig
 training data, steps, CPU hours from the training log, the command; measured points are added by
 ``benchmarks/restoration.py --update-card``).
 
-    python -m mm_compress_ros.restore.export runs/restore/checkpoint.safetensors --name restore
+    python -m mm_compress_ros.restore.export runs/restore/checkpoint.safetensors --name restore --data "..."
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ..codec.zoo import models_dir
+from ..codec.zoo import models_dir, sha256_file
 
 
 def training_summary(run: Path) -> dict:
@@ -50,7 +49,7 @@ def export(checkpoint: Path, name: str, out_dir: Path, data: str, threads: int) 
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
     card = {
         "name": name, "kind": "joint restoration (decoder side, zero bits)",
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "config": config, "parameters": sum(v.numel() for v in weights.values()),
         "exported": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "training": {"data": data, **train,
@@ -67,8 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="restore")
     p.add_argument("--out", type=Path, default=None, help="folder (default: the models folder)")
     p.add_argument("--threads", type=int, default=1, help="torch threads each training process used")
-    p.add_argument("--data", default="chains of restore.data (--downscale 2) from m3svd_video (paired) and "
-                                      "m3svd_thermal_video (blank RGB); m3svd_seq and roadscene unseen")
+    p.add_argument("--data", required=True, help="what the chains were made from, for the card (e.g. the "
+                                                  "restore.data command line)")
     a = p.parse_args(argv)
     if not a.checkpoint.exists():
         print(f"export: no such checkpoint {a.checkpoint}", file=sys.stderr)

@@ -14,7 +14,6 @@ the network's configuration, its training and measured points); nothing is unpic
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from ..codec.device import resolve_device
-from ..codec.zoo import ModelError, models_dir
+from ..codec.zoo import ModelError, models_dir, sha256_file
 from .net import QP_SCALE, JointRestorer
 
 DEFAULT_RESTORER = "restore"
@@ -40,7 +39,7 @@ def load_restorer(name: str = DEFAULT_RESTORER, device: str = "auto", path: Path
         raise ModelError(f"no restoration model {weights} (turn restoration off with --no-restore)")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     if card.get("sha256"):
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        digest = sha256_file(weights)
         if digest != card["sha256"]:
             raise ModelError(f"{weights}: weights do not match the card's sha256 ({digest[:8]} != {card['sha256'][:8]})")
     from safetensors import safe_open
